@@ -1,0 +1,51 @@
+"""Micro backbones for the demo and the tests: real timm ViT / Swin-V2 classes, well under 1M parameters.
+
+Registered with timm's registry so every place that takes a backbone name takes them too:
+``lavish_vit_micro_patch8_64`` (4 blocks, width 96, 64x64 input) and ``lavish_swinv2_micro_window4_64``
+(stages 1-1-2-1, width 24, window 4, 64x64 input). They have no pretrained weights; they exist so that the demo
+and the test suite run the exact code paths of ViT-B / Swin-V2-L on a 2-core CPU in seconds.
+"""
+
+from __future__ import annotations
+
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models.swin_transformer_v2 import SwinTransformerV2
+from timm.models.swin_transformer_v2 import checkpoint_filter_fn as swin_filter
+from timm.models.vision_transformer import VisionTransformer
+from timm.models.vision_transformer import checkpoint_filter_fn as vit_filter
+
+
+def _cfg(size: int) -> dict:
+    return {
+        "input_size": (3, size, size),
+        "num_classes": 1000,
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+    }
+
+
+# read by timm's ``register_model`` from this module
+default_cfgs = generate_default_cfgs({
+    "lavish_vit_micro_patch8_64": _cfg(64),
+    "lavish_swinv2_micro_window4_64": _cfg(64),
+})
+
+
+@register_model
+def lavish_vit_micro_patch8_64(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """ViT, patch 8, 64x64, 4 blocks of width 96 (3 heads)."""
+    args = dict(img_size=64, patch_size=8, embed_dim=96, depth=4, num_heads=3)
+    return build_model_with_cfg(
+        VisionTransformer, "lavish_vit_micro_patch8_64", pretrained,
+        pretrained_filter_fn=vit_filter, **dict(args, **kwargs),
+    )
+
+
+@register_model
+def lavish_swinv2_micro_window4_64(pretrained: bool = False, **kwargs) -> SwinTransformerV2:
+    """Swin-V2, patch 4, 64x64, window 4, depths 1-1-2-1, width 24 (heads 1-2-4-8)."""
+    args = dict(img_size=64, window_size=4, embed_dim=24, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8))
+    return build_model_with_cfg(
+        SwinTransformerV2, "lavish_swinv2_micro_window4_64", pretrained,
+        pretrained_filter_fn=swin_filter, **dict(args, **kwargs),
+    )
