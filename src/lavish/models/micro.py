@@ -43,8 +43,8 @@ def lavish_vit_micro_patch8_64(pretrained: bool = False, **kwargs) -> VisionTran
 
 @register_model
 def lavish_swinv2_micro_window4_64(pretrained: bool = False, **kwargs) -> SwinTransformerV2:
-    """Swin-V2, patch 4, 64x64, window 4, depths 1-1-2-1, width 24 (heads 1-2-4-8)."""
-    args = dict(img_size=64, window_size=4, embed_dim=24, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8))
+    """Swin-V2, patch 4, 64x64, window 4, depths 1-1-2-1, width 32 (heads 1-2-4-8)."""
+    args = dict(img_size=64, window_size=4, embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8))
     return build_model_with_cfg(
         SwinTransformerV2, "lavish_swinv2_micro_window4_64", pretrained,
         pretrained_filter_fn=swin_filter, **dict(args, **kwargs),

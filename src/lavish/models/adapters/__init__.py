@@ -1,1 +1,26 @@
-"""lavish.models.adapters."""
+"""Adapters: one implementation per method, chosen by name (:data:`ADAPTERS`), configured by dataclasses."""
+
+from lavish.models.adapters.config import (
+    ADAPTERS,
+    FUSIONS,
+    MODALITIES,
+    PRESETS,
+    AdapterConfig,
+    AvishConfig,
+    BitfitConfig,
+    BottleneckAdapterConfig,
+    CompacterConfig,
+    LavishConfig,
+    LoraConfig,
+    NoAdapterConfig,
+    NormConfig,
+    adapter_config,
+    config_from_dict,
+)
+from lavish.models.adapters.slots import Streams
+
+__all__ = [
+    "ADAPTERS", "FUSIONS", "MODALITIES", "PRESETS", "AdapterConfig", "AvishConfig", "BitfitConfig",
+    "BottleneckAdapterConfig", "CompacterConfig", "LavishConfig", "LoraConfig", "NoAdapterConfig", "NormConfig",
+    "Streams", "adapter_config", "config_from_dict",
+]

@@ -1,0 +1,220 @@
+"""The frozen backbone shared by the audio and the visual stream, with adapters in every block (spec 1.3, 2).
+
+``LavishBackbone`` takes a timm ViT or Swin-V2, freezes every one of its parameters and runs both streams through
+the same weights. Per block: p1 adapters read the streams before the attention and are added after the attention
+residual; p2 adapters read the streams after it and are added after the MLP residual. Where the two streams have
+the same shape (always on Swin-V2, whose audio image is resized to the frame grid) the frozen parts of each block
+run on one concatenated batch. Time is folded into the batch by the caller: B' = B * T segments.
+
+Weights: ``create_backbone(name, pretrained=True)`` uses timm's loader (hub), ``weights=PATH`` a local timm
+checkpoint (``.safetensors``, ``.pth``, ``.bin``; the authors' timm 0.6.7 Swin-V2 files are converted by timm's
+filter). Offline without a file raises one :class:`~lavish.errors.ConfigError` naming both ways out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from lavish.errors import ConfigError
+from lavish.models import micro  # noqa: F401  (registers the demo backbones)
+from lavish.models.adapters import AdapterConfig, LavishConfig, MODALITIES, Streams
+from lavish.models.families import FAMILIES, Unit
+from lavish.models.input_spec import backbone_family
+
+#: the pretrained tag of each paper backbone (the authors' timm 0.6.7 names in comments)
+PRETRAINED_TAGS = {
+    "swinv2_large_window12_192": "ms_in22k",  # swinv2_large_window12_192_22k
+    "swinv2_base_window12_192": "ms_in22k",  # swinv2_base_window12_192_22k
+    "vit_base_patch16_224": "augreg_in21k",  # vit_base_patch16_224_in21k
+    "vit_large_patch16_224": "augreg_in21k",  # vit_large_patch16_224_in21k
+}
+
+#: backbones named in the paper, for ``lavish info`` and the docs
+PAPER_BACKBONES = ("vit_base_patch16_224", "vit_large_patch16_224", "swinv2_base_window12_192",
+                   "swinv2_large_window12_192")
+
+
+def full_name(name: str) -> str:
+    """``name`` with its default pretrained tag when it has none (``swinv2_large_window12_192.ms_in22k``)."""
+    base, _, tag = name.partition(".")
+    return f"{base}.{tag or PRETRAINED_TAGS[base]}" if (tag or base in PRETRAINED_TAGS) else base
+
+
+def create_backbone(name: str, *, pretrained: bool = False, weights: str | Path | None = None,
+                    **kwargs) -> nn.Module:
+    """A timm ViT / Swin-V2 without classifier head (``num_classes=0``).
+
+    pretrained: load timm's pretrained weights for ``name`` (needs the hub); weights: a local checkpoint file
+    instead (implies pretrained). Raises ConfigError for an unknown name, a missing file or an unreachable hub.
+    """
+    backbone_family(name)
+    base = name.split(".")[0]
+    if not timm.is_model(base):
+        raise ConfigError(f"unknown backbone {name!r}: timm has no model of that name")
+    kwargs.setdefault("num_classes", 0)
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise ConfigError(f"backbone weights file {path} does not exist")
+        try:
+            return timm.create_model(full_name(name), pretrained=True,
+                                     pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+        except Exception as err:  # noqa: BLE001  (any loader failure is the file's fault here)
+            raise ConfigError(f"cannot load backbone weights {path} into {name}: {str(err).splitlines()[0]}") from None
+    if not pretrained:
+        return timm.create_model(base, pretrained=False, **kwargs)
+    try:
+        return timm.create_model(full_name(name), pretrained=True, **kwargs)
+    except Exception as err:  # noqa: BLE001  (offline hub errors come in many types)
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(
+            f"cannot download pretrained weights for {name} ({first}): pass a local timm checkpoint with "
+            f"--backbone-weights PATH, or train from scratch with --no-pretrained"
+        ) from None
+
+
+@dataclass
+class BackboneOutput:
+    """Final tokens (after the backbone's last norm) and, if asked, visual features at four depths.
+
+    audio: (B', N_a, D) or None; visual: (B', N_v, D) or None; visual_stages: four (B', h, w, C_s) maps
+    (Swin-V2: each stage's output before patch merging, the last one normed; ViT: see ``stage_ends``).
+    """
+
+    audio: torch.Tensor | None
+    visual: torch.Tensor | None
+    visual_stages: list[torch.Tensor]
+
+
+class LavishBackbone(nn.Module):
+    """Frozen timm backbone + per-block adapter slots, shared by an audio and a visual stream.
+
+    Args:
+        backbone: a timm ViT / Swin-V2 (its parameters are frozen here).
+        adapter: adapter configuration (default: LAVISH with the AVE preset).
+        modalities: ``"av"`` both streams, ``"v"`` vision only (no audio stream runs), ``"a"`` audio only.
+        checkpointing: recompute each block's activations in the backward pass (less memory, more time).
+        batch_streams: run the frozen parts of a block on both streams as one batch when shapes allow.
+        train_norms: also train the backbone's LayerNorms (the authors' AVQA run, ``--is_vit_ln 1``).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        adapter: AdapterConfig | None = None,
+        *,
+        modalities: str = "av",
+        checkpointing: bool = False,
+        batch_streams: bool = True,
+        train_norms: bool = False,
+    ) -> None:
+        super().__init__()
+        if modalities not in MODALITIES:
+            raise ConfigError(f"modalities={modalities!r} is not valid: choose one of {', '.join(MODALITIES)}")
+        self.backbone = backbone
+        self.family = FAMILIES[_family_of(backbone)](backbone)
+        self.adapter_config = adapter if adapter is not None else LavishConfig()
+        self.modalities = modalities
+        self.checkpointing = checkpointing
+        self.batch_streams = batch_streams
+        self.units: list[Unit] = self.family.units()
+        self.slots = nn.ModuleList(self.adapter_config.build_slots(u.dim, modalities) for u in self.units)
+        for param in backbone.parameters():
+            param.requires_grad = False
+        self.adapter_config.prepare_backbone(backbone)
+        if train_norms:
+            for module in backbone.modules():
+                if isinstance(module, nn.LayerNorm):
+                    module.requires_grad_(True)
+        self._stage_ends = set(self.family.stage_ends())
+        self.img_size = tuple(backbone.patch_embed.img_size)
+
+    @property
+    def num_features(self) -> int:
+        """Channels D of the final tokens."""
+        return self.family.num_features
+
+    def stage_dims(self) -> list[int]:
+        """Channels of the four ``visual_stages`` maps."""
+        return [self.units[i].dim for i in sorted(self._stage_ends)]
+
+    def audio_image(self, spec: torch.Tensor) -> torch.Tensor:
+        """Spectrogram (B', F, M) (time x mel) -> 3-channel image (B', 3, F', M').
+
+        Swin-V2: bilinear resize to the frame size (a no-op for the authors' 192x192 front-end); ViT: as is.
+        """
+        img = spec.unsqueeze(1)
+        if self.family.name == "swinv2" and tuple(img.shape[-2:]) != self.img_size:
+            img = F.interpolate(img, size=self.img_size, mode="bilinear", align_corners=False)
+        return img.expand(-1, 3, -1, -1)
+
+    def _frozen(self, fn, blk: nn.Module, s: Streams, grid) -> Streams:
+        a, v = s
+        if a is None:
+            return Streams(None, fn(blk, v, grid))
+        if v is None:
+            return Streams(fn(blk, a, grid), None)
+        if self.batch_streams and a.shape == v.shape:
+            out = fn(blk, torch.cat([a, v]), grid)
+            return Streams(*out.split(a.shape[0]))
+        return Streams(fn(blk, a, grid), fn(blk, v, grid))
+
+    def _block(self, i: int, audio, visual, grid):
+        """One block with its adapters: (B', N, C) tokens of both streams -> same."""
+        unit, slot, fam = self.units[i], self.slots[i], self.family
+        pre = Streams(audio, visual)
+        mid = slot.p1(pre, self._frozen(fam.attn_residual, unit.block, pre, grid))
+        out = slot.p2(mid, self._frozen(fam.mlp_residual, unit.block, mid, grid))
+        return out.audio, out.visual
+
+    def forward(self, audio: torch.Tensor | None, visual: torch.Tensor | None,
+                return_stages: bool = False) -> BackboneOutput:
+        """audio: (B', F, M) spectrograms (normalised) or None; visual: (B', 3, H, W) normalised frames or None.
+
+        The streams that run are those of ``modalities``; the other input is ignored (may be None).
+        """
+        fam = self.family
+        a = fam.embed(self.audio_image(audio))[0] if "a" in self.modalities else None
+        v, grid_v = fam.embed(visual) if "v" in self.modalities else (None, None)
+        if a is not None and v is None:
+            grid = fam.embed(self.audio_image(audio[:1]))[1]
+        else:
+            grid = grid_v
+        stages = []
+        for i, unit in enumerate(self.units):
+            down = lambda x, g=grid: None if x is None else fam.downsample(unit, x, g)[0]  # noqa: E731
+            if unit.downsample is not None:
+                new_grid = fam.downsample(unit, (v if v is not None else a)[:1], grid)[1]
+                a, v, grid = down(a), down(v), new_grid
+            if self.checkpointing and torch.is_grad_enabled():
+                a, v = checkpoint(self._block, i, a, v, grid, use_reentrant=False)
+            else:
+                a, v = self._block(i, a, v, grid)
+            if return_stages and v is not None and i in self._stage_ends:
+                stages.append(fam.spatial(v, grid))
+        a = fam.final(a) if a is not None else None
+        v = fam.final(v) if v is not None else None
+        if stages:
+            stages[-1] = fam.spatial(v, grid) if fam.name == "swinv2" else fam.final(stages[-1])
+        return BackboneOutput(a, v, stages)
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B', N, D) -> (B', D): mean of tokens (Swin-V2) or the class token (ViT), as the authors."""
+        return self.family.pool(tokens)
+
+
+def _family_of(model: nn.Module) -> str:
+    from timm.models.swin_transformer_v2 import SwinTransformerV2
+    from timm.models.vision_transformer import VisionTransformer
+
+    for cls, name in ((SwinTransformerV2, "swinv2"), (VisionTransformer, "vit")):
+        if isinstance(model, cls):
+            return name
+    raise ConfigError(f"backbone class {type(model).__name__} is not supported: use a timm ViT or Swin-V2")
