@@ -89,7 +89,7 @@ def test_bad_and_missing_videos_are_reported_not_fatal(tmp_path):
     root = make_layout(tmp_path / "ave", skip_videos=("vid_c",))
     (root / "AVE" / "vid_d.mp4").write_text("this is not a video\n")
     out = tmp_path / "cache"
-    report = prepare_ave(root, out, frame_size=FRAME, frontend=get_frontend("micro"), progress=False)
+    report = prepare_ave(root, out, frame_size=FRAME, frontend=get_frontend("micro"), workers=2, progress=False)
     assert report.prepared == 3 and set(report.failed) == {"vid_c", "vid_d"}
     assert report.failed["vid_c"] == "file not found"
     rows = (out / "failed.tsv").read_text().splitlines()
