@@ -1,0 +1,44 @@
+"""Command-line options shared by several sub-commands (model choice), turned into typed configs."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from lavish.models.adapters import ADAPTERS, FUSIONS, MODALITIES, PRESETS, adapter_config
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, default_backbone: str = "swinv2_large_window12_192") -> None:
+    """--backbone, --adapter, --preset, --fusion, --modalities, --latents, --reduction, --groups, --formulation."""
+    g = parser.add_argument_group("model")
+    g.add_argument("--backbone", default=default_backbone, help="timm ViT / Swin-V2 name (default: %(default)s)")
+    g.add_argument("--adapter", default="lavish", choices=list(ADAPTERS), help="adapter kind (default: lavish)")
+    g.add_argument("--preset", default=None, choices=list(PRESETS),
+                   help="LAVISH settings of a paper task (default: the task's own preset)")
+    g.add_argument("--fusion", choices=FUSIONS, help="cross-modal direction for lavish/avish (Table 4)")
+    g.add_argument("--modalities", default="av", choices=MODALITIES, help="streams that run (Table 7)")
+    g.add_argument("--latents", type=int, help="latent tokens m (lavish)")
+    g.add_argument("--reduction", type=int, help="bottleneck downsample factor r")
+    g.add_argument("--groups", type=int, help="groups G of the bottleneck maps")
+    g.add_argument("--formulation", choices=("code", "paper"), help="lavish maths: the authors' code or the paper")
+
+
+def adapter_from_args(args: argparse.Namespace, task: str):
+    """The AdapterConfig the options describe: the task preset's LAVISH/bottleneck settings, then overrides."""
+    preset = PRESETS[args.preset or task]
+    kind = args.adapter
+    cls = ADAPTERS[kind]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    base = {k: v for k, v in dataclasses.asdict(preset).items() if k in fields}
+    if kind == "avish":
+        base.pop("num_latents", None)
+        base.pop("formulation", None)
+    overrides = {
+        "fusion": args.fusion, "num_latents": args.latents, "reduction": args.reduction,
+        "groups": args.groups, "formulation": args.formulation,
+    }
+    for key, value in overrides.items():
+        if value is not None:
+            base[key] = value
+    base = {k: v for k, v in base.items() if k in fields}
+    return adapter_config(kind, **base)

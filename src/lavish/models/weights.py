@@ -1,0 +1,97 @@
+"""Adapter-only weights: save and load what training changes, never the frozen backbone.
+
+A file is a safetensors archive of (a) every trainable parameter, (b) every parameter and buffer outside the
+frozen timm model (adapters, their BatchNorm statistics, the head), with the model configuration as JSON in the
+safetensors metadata (``lavish.config``) plus free-form ``lavish.meta`` (task, classes, front-end...). Loading
+rebuilds the model from the configuration and refuses, in one line, a file made for another backbone, adapter or
+task, or a corrupt file. safetensors never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from lavish.errors import CheckpointError
+
+FROZEN_PREFIX = "backbone.backbone."
+
+
+def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors an adapter file holds (see module doc), detached and contiguous."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {
+        name: t.detach().contiguous()
+        for name, t in model.state_dict().items()
+        if not name.startswith(FROZEN_PREFIX) or name in trainable
+    }
+
+
+def save_adapter(model: nn.Module, path: str | Path, config: dict, meta: dict | None = None) -> Path:
+    """Write ``model``'s adapter state with ``config`` (the model's ``to_dict()``) atomically to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"lavish.config": json.dumps(config, sort_keys=True), "lavish.meta": json.dumps(meta or {})}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(adapter_state(model), tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_adapter(path: str | Path) -> tuple[dict, dict, dict[str, torch.Tensor]]:
+    """(config, meta, tensors) of an adapter file; CheckpointError if missing, corrupt or not ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({err})") from None
+    if "lavish.config" not in metadata:
+        raise CheckpointError(f"checkpoint {path} is not a lavish adapter file (no lavish.config metadata)")
+    return json.loads(metadata["lavish.config"]), json.loads(metadata.get("lavish.meta", "{}")), tensors
+
+
+def describe(config: dict) -> str:
+    adapter = config.get("adapter", {})
+    return (f"backbone {config.get('backbone')}, adapter {adapter.get('kind')}, modalities "
+            f"{config.get('modalities')}, {config.get('num_classes')} classes")
+
+
+def load_adapter_into(model: nn.Module, path: str | Path, config: dict) -> dict:
+    """Load the adapter file ``path`` into ``model`` (whose configuration is ``config``); returns its meta.
+
+    Refuses a file whose configuration differs from ``config`` or whose tensors do not fit.
+    """
+    saved, meta, tensors = read_adapter(path)
+    if saved != json.loads(json.dumps(config, sort_keys=True)):
+        diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+        raise CheckpointError(
+            f"checkpoint {path} was made for {describe(saved)}, not for {describe(config)} "
+            f"(differs in: {', '.join(diff)})"
+        )
+    expected = adapter_state(model)
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    bad = [k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape]
+    if missing or unexpected or bad:
+        what = (missing and f"missing {missing[0]}") or (unexpected and f"unexpected {unexpected[0]}") \
+            or f"shape of {bad[0]}"
+        raise CheckpointError(f"checkpoint {path} does not fit this model ({what})")
+    model.load_state_dict(tensors, strict=False)
+    return meta
