@@ -36,6 +36,9 @@ PRETRAINED_TAGS = {
     "vit_large_patch16_224": "augreg_in21k",  # vit_large_patch16_224_in21k
 }
 
+#: seed of the weights of a backbone built without pretrained weights
+RANDOM_INIT_SEED = 0
+
 #: backbones named in the paper, for ``lavish info`` and the docs
 PAPER_BACKBONES = ("vit_base_patch16_224", "vit_large_patch16_224", "swinv2_base_window12_192",
                    "swinv2_large_window12_192")
@@ -69,7 +72,10 @@ def create_backbone(name: str, *, pretrained: bool = False, weights: str | Path 
         except Exception as err:  # noqa: BLE001  (any loader failure is the file's fault here)
             raise ConfigError(f"cannot load backbone weights {path} into {name}: {str(err).splitlines()[0]}") from None
     if not pretrained:
-        return timm.create_model(base, pretrained=False, **kwargs)
+        # seeded, so that an adapter trained on a random-init backbone (demo, tests) can be evaluated later
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            return timm.create_model(base, pretrained=False, **kwargs)
     try:
         return timm.create_model(full_name(name), pretrained=True, **kwargs)
     except Exception as err:  # noqa: BLE001  (offline hub errors come in many types)

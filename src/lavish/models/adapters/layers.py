@@ -44,15 +44,20 @@ class GroupedLinear(nn.Module):
         return f"{self.in_features}, {self.out_features}, groups={self.groups}"
 
 
-class TokenBatchNorm(nn.BatchNorm1d):
+class TokenBatchNorm(nn.Module):
     """BatchNorm over all tokens of all samples, per channel: x (B', N, C) -> (B', N, C).
 
-    Same statistics as the authors' ``BatchNorm2d`` on ``(B', C, N, 1)``.
+    Same statistics as the authors' ``BatchNorm2d`` on ``(B', C, N, 1)``. The inner ``nn.BatchNorm1d`` sees a
+    (B' * N, C) matrix, so Lightning's ``sync_batchnorm`` can swap it for ``SyncBatchNorm`` under DDP.
     """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        return super().forward(x.reshape(-1, shape[-1])).reshape(shape)
+        return self.bn(x.reshape(-1, shape[-1])).reshape(shape)
 
 
 class Gate(nn.Module):
