@@ -1,0 +1,94 @@
+"""Figures: confusion matrix, prediction timeline with thumbnails, demo comparison (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(cm: np.ndarray, classes: list[str], path: str | Path) -> Path:
+    """Row-normalised confusion matrix (rows: truth)."""
+    plt = _plt()
+    k = len(classes)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(2 + 0.35 * k, 1.5 + 0.35 * k))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), [c[:18] for c in classes], rotation=90, fontsize=7)
+    ax.set_yticks(range(k), [c[:18] for c in classes], fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("AVE confusion (row-normalised)")
+    return _save(fig, path)
+
+
+def plot_timeline(seconds: list[dict], frames: np.ndarray, title: str, path: str | Path,
+                  background: str = "background") -> Path:
+    """Event bands over the video's seconds (height = probability) and up to 6 thumbnails.
+
+    seconds: [{second, label, probability}], frames: (T, H, W, 3) uint8.
+    """
+    plt = _plt()
+    t = len(seconds)
+    labels = sorted({s["label"] for s in seconds if s["label"] != background})
+    colours = {lab: plt.cm.tab10(i % 10) for i, lab in enumerate(labels)}
+    fig = plt.figure(figsize=(max(6, 0.6 * t), 3.6))
+    thumbs = np.linspace(0, t - 1, min(6, t)).round().astype(int)
+    for j, idx in enumerate(thumbs):
+        ax = fig.add_axes([0.05 + j * 0.9 / len(thumbs), 0.55, 0.9 / len(thumbs) - 0.01, 0.4])
+        ax.imshow(frames[idx])
+        ax.set_title(f"{idx} s", fontsize=8)
+        ax.axis("off")
+    ax = fig.add_axes([0.05, 0.12, 0.9, 0.33])
+    for s in seconds:
+        colour = colours.get(s["label"], (0.85, 0.85, 0.85, 1.0))
+        ax.bar(s["second"] + 0.5, s["probability"], width=1.0, color=colour, edgecolor="white")
+    ax.set_xlim(0, t)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("second")
+    ax.set_ylabel("probability")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[lab]) for lab in labels]
+    if handles:
+        ax.legend(handles, labels, fontsize=7, loc="upper right")
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_bars(names: list[str], values: list[float], title: str, path: str | Path, ylabel: str = "accuracy") -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    bars = ax.bar(names, values, color=["tab:purple", "tab:blue", "tab:orange", "tab:gray"][: len(names)])
+    for bar, value in zip(bars, values):
+        ax.text(bar.get_x() + bar.get_width() / 2, value + 0.01, f"{value:.3f}", ha="center", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
