@@ -15,10 +15,11 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer import checkpoint_filter_fn as vit_filter
 
 
-def _cfg(size: int) -> dict:
+def _cfg(size: int, classifier: str) -> dict:
     return {
         "input_size": (3, size, size),
         "num_classes": 1000,
+        "classifier": classifier,  # lets timm drop the head of a full checkpoint when loading with num_classes=0
         "mean": (0.485, 0.456, 0.406),
         "std": (0.229, 0.224, 0.225),
     }
@@ -26,8 +27,8 @@ def _cfg(size: int) -> dict:
 
 # read by timm's ``register_model`` from this module
 default_cfgs = generate_default_cfgs({
-    "lavish_vit_micro_patch8_64": _cfg(64),
-    "lavish_swinv2_micro_window4_64": _cfg(64),
+    "lavish_vit_micro_patch8_64": _cfg(64, "head"),
+    "lavish_swinv2_micro_window4_64": _cfg(64, "head.fc"),
 })
 
 
