@@ -25,9 +25,9 @@ def register(sub) -> None:
 
 def build_model(args: argparse.Namespace):
     """The task model on the meta device (no memory, no download) and one segment of dummy input."""
+    adapter = adapter_from_args(args, args.task)  # also fills the model defaults
     spec = input_spec(args.backbone, args.task)
     frontend = get_frontend(spec.audio_frontend)
-    adapter = adapter_from_args(args, args.task)
     if args.task == "ave":
         from lavish.models.ave import AveModel, AveModelConfig
 

@@ -11,20 +11,29 @@ from lavish.models.adapters import ADAPTERS, FUSIONS, MODALITIES, PRESETS, adapt
 def add_model_options(parser: argparse.ArgumentParser, *, default_backbone: str = "swinv2_large_window12_192") -> None:
     """--backbone, --adapter, --preset, --fusion, --modalities, --latents, --reduction, --groups, --formulation."""
     g = parser.add_argument_group("model")
-    g.add_argument("--backbone", default=default_backbone, help="timm ViT / Swin-V2 name (default: %(default)s)")
-    g.add_argument("--adapter", default="lavish", choices=list(ADAPTERS), help="adapter kind (default: lavish)")
+    g.add_argument("--backbone", help=f"timm ViT / Swin-V2 name (default: {default_backbone})")
+    g.add_argument("--adapter", choices=list(ADAPTERS), help="adapter kind (default: lavish)")
     g.add_argument("--preset", default=None, choices=list(PRESETS),
                    help="LAVISH settings of a paper task (default: the task's own preset)")
     g.add_argument("--fusion", choices=FUSIONS, help="cross-modal direction for lavish/avish (Table 4)")
-    g.add_argument("--modalities", default="av", choices=MODALITIES, help="streams that run (Table 7)")
+    g.add_argument("--modalities", choices=MODALITIES, help="streams that run (Table 7; default: av)")
     g.add_argument("--latents", type=int, help="latent tokens m (lavish)")
     g.add_argument("--reduction", type=int, help="bottleneck downsample factor r")
     g.add_argument("--groups", type=int, help="groups G of the bottleneck maps")
     g.add_argument("--formulation", choices=("code", "paper"), help="lavish maths: the authors' code or the paper")
+    parser.set_defaults(default_backbone=default_backbone)
+
+
+def resolve_model_defaults(args: argparse.Namespace) -> None:
+    """Fill the model options still unset (after any config file) with their defaults."""
+    args.backbone = args.backbone or args.default_backbone
+    args.adapter = args.adapter or "lavish"
+    args.modalities = args.modalities or "av"
 
 
 def adapter_from_args(args: argparse.Namespace, task: str):
     """The AdapterConfig the options describe: the task preset's LAVISH/bottleneck settings, then overrides."""
+    resolve_model_defaults(args)
     preset = PRESETS[args.preset or task]
     kind = args.adapter
     cls = ADAPTERS[kind]

@@ -43,7 +43,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def apply_config_file(args: argparse.Namespace, parser_defaults: dict | None = None) -> None:
+def apply_config_file(args: argparse.Namespace) -> None:
     """Fill options left unset on the command line from ``--config``."""
     if not args.config:
         return
@@ -56,11 +56,9 @@ def apply_config_file(args: argparse.Namespace, parser_defaults: dict | None = N
         raise ConfigError(f"config file {path}: expected a mapping of option: value")
     for key, value in data.items():
         name = key.replace("-", "_")
-        if not hasattr(args, name) or name in ("config", "func", "task"):
+        if not hasattr(args, name) or name in ("config", "func", "task", "default_backbone"):
             raise ConfigError(f"config file {path}: unknown setting {key!r}")
-        if getattr(args, name) in (None, False) or (name == "adapter" and args.adapter == "lavish") \
-                or (name == "modalities" and args.modalities == "av") \
-                or (name == "backbone" and args.backbone == "swinv2_large_window12_192"):
+        if getattr(args, name) in (None, False):
             setattr(args, name, value)
 
 
@@ -71,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     apply_config_file(args)
     if not args.data or not args.out:
         raise ConfigError("train needs --data (a prepared cache) and --out (a run folder)")
-    adapter = adapter_from_args(args, args.task)
+    adapter = adapter_from_args(args, args.task)  # also fills the model defaults
     model_config = AveModelConfig(backbone=args.backbone, adapter=adapter, modalities=args.modalities,
                                   checkpointing=bool(args.checkpointing),
                                   train_norms=False)
