@@ -105,7 +105,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
                 first = next(container.decode(video), None)
             except av.FFmpegError as err:
                 raise MediaError(f"{path}: cannot decode video ({_reason(err)})") from None
-            info.rotation = int(first.rotation) if first is not None else 0
+            info.rotation = _quarter_turns(first.rotation) * 90 if first is not None else 0
         if audio is not None:
             info.sample_rate = audio.codec_context.sample_rate
             info.channels = audio.codec_context.channels
@@ -241,10 +241,15 @@ def _read_frames(container, path: Path, times: Sequence[float], size: tuple[int,
     return out
 
 
+def _quarter_turns(rotation: float) -> int:
+    """Counter-clockwise display rotation in quarter turns, in -1..2 (-90, 0, 90, 180 degrees)."""
+    return (round(rotation / 90.0) + 1) % 4 - 1
+
+
 def _to_rgb(frame, size: tuple[int, int]) -> np.ndarray:
     """Rotate for display, then resize bicubic to (H, W); returns (H, W, 3) uint8."""
     height, width = size
-    quarter = (round(frame.rotation / 90.0)) % 4 if frame.rotation else 0
+    quarter = _quarter_turns(frame.rotation) % 4
     w, h = (height, width) if quarter % 2 else (width, height)
     image = frame.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC").to_ndarray()
     return np.ascontiguousarray(np.rot90(image, k=quarter)) if quarter else image

@@ -16,8 +16,9 @@ Window shift and size are ``int(sr * ms / 1000)`` samples, as Kaldi (5.2 ms at 1
 
 Difference from kaldi-native-fbank (the reference the tests compare with): none in the maths, but it refuses
 configurations where a mel filter covers no FFT bin. With 192 bins at 16 kHz and a 512-point FFT (the
-paper's setting) the lowest filters are narrower than one FFT bin (31.25 Hz), so some are empty.
-torchaudio, and this implementation, accept it: an empty filter has energy 0, so that column is
+paper's setting) the lowest filters are narrower than one FFT bin (31.25 Hz), so 8 of them (indices 2, 5, 8, 11, 14, 19, 24, 29)
+are empty and kaldi-native-fbank raises "You may have set num_mel_bins too large". torchaudio, and this
+implementation, accept it: an empty filter has energy 0, so that column is
 ``log(eps) = -15.942...`` in every frame. The authors' model was trained with those constant columns, so we
 keep them.
 """

@@ -65,7 +65,10 @@ def write_video(
     fd, tmp = tempfile.mkstemp(suffix=path.suffix, prefix=".tmp-", dir=path.parent)
     os.close(fd)
     try:
-        with av.open(tmp, mode="w", format=fmt) as container:
+        # AVI stores frame numbers, not timestamps: shifting everything by an audio encoder's priming delay
+        # (mp3: 1105 samples) would insert a dummy video frame, so leave timestamps as they are there.
+        options = {"avoid_negative_ts": "disabled"} if fmt == "avi" else {}
+        with av.open(tmp, mode="w", format=fmt, options=options) as container:
             vstream = astream = None
             if has_video:
                 vstream = _add_video(container, video_codec, frames, fps, frame_times, rotation, crf)
@@ -100,9 +103,9 @@ def _add_video(container, codec, frames, fps, frame_times, rotation, crf):
         stream.options = {"crf": str(crf), "preset": "veryfast"}
     elif codec in ("vp8", "vp9", "libvpx", "libvpx-vp9"):
         stream.options = {"crf": str(max(crf, 4)), "b": "0", "deadline": "realtime", "cpu-used": "8"}
-    else:
-        stream.options = {"qscale": "3"}
+    else:  # mpeg4 / mjpeg: fixed quality, no B-frames (AVI has no presentation timestamps to reorder them)
         stream.codec_context.qscale = 3
+        stream.codec_context.max_b_frames = 0
     if rotation:
         stream.set_display_rotation(rotation)
     return stream
