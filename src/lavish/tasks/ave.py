@@ -38,6 +38,7 @@ from lavish.models.ave import AveModel, AveModelConfig
 from lavish.models.input_spec import input_spec
 from lavish.tasks.checkpointing import (AtomicCheckpointIO, ExportBest, rng_state, set_rng_state,
                                         trainable_state)
+from lavish.tasks.sync_bn import AllReduceSyncBatchNorm
 
 MONITOR = "val/acc"
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
@@ -314,16 +315,20 @@ def train_ave(data: str | Path, out: str | Path, model_config: AveModelConfig, t
         loggers.append(L.pytorch.loggers.TensorBoardLogger(out, name="", version="logs"))
     except ModuleNotFoundError:
         pass
+    accelerator = _accelerator()
+    plugins: list = [AtomicCheckpointIO()]
+    if train_config.devices > 1 and accelerator == "cpu":
+        plugins.append(AllReduceSyncBatchNorm())  # torch's SyncBatchNorm refuses CPU modules
     trainer = L.Trainer(
-        accelerator=_accelerator(),
+        accelerator=accelerator,
         devices=train_config.devices,
         strategy="ddp" if train_config.devices > 1 else "auto",
-        sync_batchnorm=train_config.devices > 1,
+        sync_batchnorm=train_config.devices > 1 and accelerator != "cpu",
         precision=train_config.precision,
         max_epochs=train_config.epochs,
         callbacks=callbacks,
         logger=loggers,
-        plugins=[AtomicCheckpointIO()],
+        plugins=plugins,
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
         log_every_n_steps=1,
@@ -379,7 +384,7 @@ def evaluate_ave(checkpoint: str | Path, data: str | Path, *, split: str = "test
     if len(classes) != model.config.num_classes:
         raise DataError(f"{data}: cache has {len(dm.classes) + 1} classes, checkpoint {checkpoint} {model.config.num_classes}")
     k = model.config.num_classes
-    confusion = MulticlassConfusionMatrix(k)
+    confusion = MulticlassConfusionMatrix(k, sync_on_compute=False)  # rank 0 alone evaluates after DDP
     loader = DataLoader(dm.dataset(split), batch_size=batch_size, collate_fn=collate)
     from tqdm import tqdm
 
