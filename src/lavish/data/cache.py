@@ -44,7 +44,7 @@ VIDEOS = "videos.json"
 LABELS = "labels.npy"
 FAILED = "failed.tsv"
 TEMP_MARK = ".tmp-"
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")  # YouTube ids may start with - or _
 
 
 # ---------------------------------------------------------------------------------------------- atomic writes
