@@ -115,7 +115,8 @@ class LavishConfig(BottleneckFields, AdapterConfig):
 
     def pair(self, dim: int, modalities: str) -> nn.Module:
         recv_a, recv_v = self.receives(modalities)
-        if self.formulation == "paper" and modalities == "av":
+        # without a receiving stream the paper's summaries would feed nothing (dead parameters): plain bottlenecks
+        if self.formulation == "paper" and (recv_a or recv_v):
             return PaperPairSlot(
                 dim, self.bottleneck(dim, True), self.bottleneck(dim, False),
                 num_latents=self.num_latents, latent_init=self.latent_init,
@@ -228,6 +229,10 @@ class LoraConfig(AdapterConfig):
         from peft import LoraConfig as PeftLora
         from peft import inject_adapter_in_model
 
+        for module in backbone.modules():
+            # timm Swin-V2 attention otherwise calls F.linear(x, qkv.weight, bias), bypassing a LoRA-wrapped qkv
+            if hasattr(module, "qkv_bias_separate"):
+                module.qkv_bias_separate = True
         cfg = PeftLora(r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=self.targets)
         inject_adapter_in_model(cfg, backbone)
         for name, param in backbone.named_parameters():
