@@ -14,6 +14,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
+from backbone_helpers import activate_post_norms, open_gates
 from lavish.errors import ConfigError
 from lavish.models.adapters import adapter_config
 from lavish.models.backbone import LavishBackbone, create_backbone
@@ -40,29 +41,30 @@ def flat(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1, 2) if x.ndim == 4 else x
 
 
-def set_gates(module: torch.nn.Module, value: float = 0.7) -> None:
-    """Open every gate so that adapters act (they are exact no-ops at init)."""
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if name.endswith("gate"):
-                p.fill_(value)
-
-
+@pytest.mark.parametrize("batch_streams", [True, False])
 @pytest.mark.parametrize("key", list(BACKBONES))
-def test_zero_gates_give_the_plain_backbone_exactly(key: str) -> None:
+def test_zero_gates_give_the_plain_backbone_exactly(key: str, batch_streams: bool) -> None:
+    """Bit-exact. With ``batch_streams`` the frozen parts run on [audio; visual] as one batch, so the reference is
+    timm on that same batch (a matmul over another batch size may round differently in the last bit)."""
     name, overrides, size = BACKBONES[key]
-    model = LavishBackbone(create_backbone(name, **overrides)).eval()
+    model = LavishBackbone(activate_post_norms(create_backbone(name, **overrides)), batch_streams=batch_streams)
+    model.eval()
     spec_shape = (size - 8, size) if "swin" in key else (size, size)  # Swin resizes audio to the frame grid
     spec, frames = inputs(size, spec_shape, batch=1 if overrides or size > 64 else 2)
 
     with torch.no_grad():
         out = model(spec, frames)
-        ref_v = flat(model.backbone.forward_features(frames))
-        ref_a = flat(model.backbone.forward_features(model.audio_image(spec)))
+        images = model.audio_image(spec), frames
+        if batch_streams:
+            ref_a, ref_v = flat(model.backbone.forward_features(torch.cat(images))).split(len(frames))
+        else:
+            ref_a, ref_v = (flat(model.backbone.forward_features(x)) for x in images)
 
     assert out.visual.shape == ref_v.shape and out.audio.shape == ref_a.shape
     assert (out.visual - ref_v).abs().max().item() == 0.0
     assert (out.audio - ref_a).abs().max().item() == 0.0
+    if batch_streams:  # and the same, to float tolerance, as each stream on its own
+        torch.testing.assert_close(out.visual, flat(model.backbone.forward_features(frames)), rtol=0, atol=1e-5)
 
 
 def test_vit_audio_of_another_size_uses_the_resampled_position_embedding() -> None:
@@ -80,8 +82,8 @@ def test_vit_audio_of_another_size_uses_the_resampled_position_embedding() -> No
 
 @pytest.mark.parametrize("kind", ["lavish", "avish", "adapter", "lora", "compacter", "bitfit", "norm", "none"])
 def test_every_adapter_kind_starts_as_the_backbone(kind: str) -> None:
-    model = LavishBackbone(create_backbone(SWIN_MICRO), adapter_config(kind)).eval()
-    plain = create_backbone(SWIN_MICRO).eval()  # same seeded weights, no adapters / LoRA injected
+    model = LavishBackbone(activate_post_norms(create_backbone(SWIN_MICRO)), adapter_config(kind)).eval()
+    plain = activate_post_norms(create_backbone(SWIN_MICRO)).eval()  # same seeded weights, no adapters
     spec, frames = inputs(64, (64, 64))
     with torch.no_grad():
         out = model(spec, frames)
@@ -156,8 +158,8 @@ def reference_loop(model: LavishBackbone, spec: torch.Tensor, frames: torch.Tens
 @pytest.mark.parametrize("name", [VIT_MICRO, SWIN_MICRO])
 def test_p1_reads_pre_attention_and_p2_reads_post_attention_streams(name: str) -> None:
     torch.manual_seed(0)
-    model = LavishBackbone(create_backbone(name), adapter_config("lavish", use_bn=False)).eval()
-    set_gates(model)
+    model = LavishBackbone(activate_post_norms(create_backbone(name)), adapter_config("lavish", use_bn=False)).eval()
+    open_gates(model, 0.7)
     spec, frames = inputs(64, (64, 64))
     with torch.no_grad():
         out = model(spec, frames)
@@ -181,8 +183,8 @@ def test_checkpointing_and_unbatched_streams_give_the_same_outputs_and_gradients
     results = []
     for options in ({}, {"checkpointing": True}, {"batch_streams": False}):
         torch.manual_seed(1)
-        model = LavishBackbone(create_backbone(name), **options).eval()
-        set_gates(model, 0.5)
+        model = LavishBackbone(activate_post_norms(create_backbone(name)), **options).eval()
+        open_gates(model, 0.5)
         out = model(spec, frames)
         (out.audio.square().mean() + out.visual.square().mean()).backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
