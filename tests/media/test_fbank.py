@@ -79,3 +79,11 @@ def test_192_bins_have_empty_filters_that_give_log_eps():
     log_eps = float(np.log(np.finfo(np.float32).eps))
     assert torch.allclose(out[:, empty], torch.full_like(out[:, empty], log_eps))
     assert (out[:, [0, 1, 3, 40, 191]] > log_eps + 1).all()
+
+
+def test_batch_equals_rows():
+    x = torch.from_numpy(0.2 * np.random.default_rng(2).standard_normal((3, 8000)).astype(np.float32))
+    batch = kaldi_fbank(x, frame_shift_ms=5.2)
+    assert batch.shape == (3, 1 + (8000 - 400) // 83, 192)
+    for row in range(3):
+        assert torch.allclose(batch[row], kaldi_fbank(x[row], frame_shift_ms=5.2), atol=1e-5)

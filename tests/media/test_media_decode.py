@@ -47,11 +47,13 @@ def test_read_frames_variable_frame_rate(tmp_path):
     assert decoded_index(read_frames(path, times, (48, 64))).tolist() == expected
 
 
-def test_read_frames_seeks_in_long_videos(tmp_path):
-    frames = index_frames(60)
-    path = write_video(tmp_path / "long.mp4", frames, 1.0, video_codec="h264")  # 60 s at 1 fps
+@pytest.mark.parametrize(("name", "codec"), [("long.mp4", "h264"), ("long.mkv", "mpeg4")])
+def test_read_frames_in_long_videos(tmp_path, name, codec):
+    """60 s at 2 fps; mpeg4 puts a keyframe every 12 frames, so only some GOPs are decoded."""
+    path = write_video(tmp_path / name, index_frames(120), 2.0, video_codec=codec)
     times = segment_times(60.0, 10)
-    assert decoded_index(read_frames(path, times, (48, 64))).tolist() == [int(t) for t in times]
+    assert decoded_index(read_frames(path, times, (48, 64))).tolist() == [int(2 * t) for t in times]
+    assert decoded_index(read_frames(path, [59.9, 0.2, 31.0], (48, 64))).tolist() == [119, 0, 62]
 
 
 @pytest.mark.parametrize("rotation", [90, -90, 180])

@@ -48,15 +48,18 @@ class AudioFrontend:
     std: float
 
     def spectrogram(self, window: np.ndarray) -> np.ndarray:
-        """(n,) float32 16 kHz waveform -> (target_frames, num_mel_bins) float32 normalised log-mel."""
+        """(n,) float32 16 kHz waveform -> (target_frames, num_mel_bins) float32 normalised log-mel.
+
+        Also takes a batch (..., n) of equal-length windows -> (..., target_frames, num_mel_bins).
+        """
         wave = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))
         fbank = kaldi_fbank(
             wave, sample_rate=SAMPLE_RATE, num_mel_bins=self.num_mel_bins, frame_shift_ms=self.frame_shift_ms
         )
         fbank = (fbank - self.mean) / (2.0 * self.std)
-        out = np.zeros((self.target_frames, self.num_mel_bins), dtype=np.float32)
-        rows = min(self.target_frames, fbank.shape[0])
-        out[:rows] = fbank[:rows].numpy()
+        out = np.zeros((*fbank.shape[:-2], self.target_frames, self.num_mel_bins), dtype=np.float32)
+        rows = min(self.target_frames, fbank.shape[-2])
+        out[..., :rows, :] = fbank[..., :rows, :].numpy()
         return out
 
 
@@ -120,4 +123,4 @@ def segment_spectrograms(
         whole = frontend.spectrogram(wave)
         return np.repeat(whole[None], num_segments, axis=0)
     length = int(round(sample_rate * frontend.window_s))
-    return np.stack([frontend.spectrogram(wave[s : s + length]) for s in starts])
+    return frontend.spectrogram(np.stack([wave[s : s + length] for s in starts]))  # one batched fbank

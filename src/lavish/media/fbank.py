@@ -25,6 +25,7 @@ keep them.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -40,8 +41,9 @@ def _mel(freq: torch.Tensor | float) -> torch.Tensor | float:
     return 1127.0 * math.log(1.0 + freq / 700.0)
 
 
+@functools.lru_cache(maxsize=16)
 def _window(kind: str, size: int, *, blackman_coeff: float = 0.42) -> torch.Tensor:
-    """(size,) float64 window, symmetric (``periodic=False``) as Kaldi."""
+    """(size,) float64 window, symmetric (``periodic=False``) as Kaldi. Cached: do not modify in place."""
     windows = {
         "hanning": lambda: torch.hann_window(size, periodic=False, dtype=torch.float64),
         "povey": lambda: torch.hann_window(size, periodic=False, dtype=torch.float64).pow(0.85),
@@ -60,8 +62,9 @@ def _blackman(size: int, a: float) -> torch.Tensor:
     return a - 0.5 * torch.cos(w * n) + (0.5 - a) * torch.cos(2 * w * n)
 
 
+@functools.lru_cache(maxsize=16)
 def mel_banks(num_mel_bins: int, n_fft: int, sample_rate: float, low_freq: float, high_freq: float) -> torch.Tensor:
-    """Triangular HTK-mel filters as Kaldi builds them.
+    """Triangular HTK-mel filters as Kaldi builds them (cached: do not modify the result in place).
 
     Returns (num_mel_bins, n_fft // 2 + 1) float32; the last (Nyquist) column is zero.
     ``high_freq <= 0`` means ``nyquist + high_freq``.
@@ -103,12 +106,13 @@ def kaldi_fbank(
 ) -> torch.Tensor:
     """Log-mel filterbank of a mono waveform, as ``torchaudio.compliance.kaldi.fbank``.
 
-    waveform: (n,) float, amplitude as given (torchaudio loads [-1, 1]).
-    Returns (num_frames, num_mel_bins) float32 (``+1`` column with ``use_energy``: last column with
-    ``htk_compat``, first otherwise); (0, num_mel_bins) if the waveform is shorter than one frame.
+    waveform: (n,) float, amplitude as given (torchaudio loads [-1, 1]); a batch (..., n) of equal-length
+    waveforms is computed in one go (each row exactly as on its own).
+    Returns (..., num_frames, num_mel_bins) float32 (``+1`` column with ``use_energy``: last column with
+    ``htk_compat``, first otherwise); (..., 0, num_mel_bins) if the waveform is shorter than one frame.
     """
-    if waveform.dim() != 1:
-        raise ConfigError(f"kaldi_fbank expects a (n,) waveform, got shape {tuple(waveform.shape)}")
+    if waveform.dim() < 1:
+        raise ConfigError(f"kaldi_fbank expects a (..., n) waveform, got shape {tuple(waveform.shape)}")
     x = waveform.to(torch.float32)
     shift = int(sample_rate * frame_shift_ms * 0.001)
     size = int(sample_rate * frame_length_ms * 0.001)
@@ -116,24 +120,24 @@ def kaldi_fbank(
         raise ConfigError(f"fbank frame length/shift too small: {frame_length_ms} ms / {frame_shift_ms} ms")
     n_fft = 1 << (size - 1).bit_length() if round_to_power_of_two else size
     out_cols = num_mel_bins + int(use_energy)
-    if x.numel() < size:
-        return torch.empty(0, out_cols, dtype=torch.float32)
+    if x.shape[-1] < size:
+        return torch.empty(*x.shape[:-1], 0, out_cols, dtype=torch.float32)
 
-    frames = x.unfold(0, size, shift)  # (F, size), snip_edges=True
+    frames = x.unfold(-1, size, shift)  # (..., F, size), snip_edges=True
     if dither != 0.0:
         frames = frames + dither * torch.randn_like(frames)
     if remove_dc_offset:
-        frames = frames - frames.mean(dim=1, keepdim=True)
+        frames = frames - frames.mean(dim=-1, keepdim=True)
     if use_energy:
-        log_energy = torch.clamp(frames.pow(2).sum(dim=1), min=_EPS).log()
+        log_energy = torch.clamp(frames.pow(2).sum(dim=-1), min=_EPS).log()
     if preemphasis != 0.0:
-        previous = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)
+        previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
         frames = frames - preemphasis * previous
     frames = frames * _window(window, size).to(torch.float32)
-    spectrum = torch.fft.rfft(frames, n=n_fft).abs().pow(2.0)  # (F, n_fft/2 + 1)
+    spectrum = torch.fft.rfft(frames, n=n_fft).abs().pow(2.0)  # (..., F, n_fft/2 + 1)
     banks = mel_banks(num_mel_bins, n_fft, sample_rate, low_freq, high_freq)
     energies = torch.clamp(spectrum @ banks.T, min=_EPS).log()
     if use_energy:
-        parts = [energies, log_energy[:, None]] if htk_compat else [log_energy[:, None], energies]
-        energies = torch.cat(parts, dim=1)
+        parts = [energies, log_energy[..., None]] if htk_compat else [log_energy[..., None], energies]
+        energies = torch.cat(parts, dim=-1)
     return energies
