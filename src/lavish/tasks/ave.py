@@ -207,10 +207,13 @@ class AveTask(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch)
-        loss = ave_loss(logits, batch["labels"])
-        if not torch.isfinite(loss):
+        # checked before the loss: binary_cross_entropy raises its own RuntimeError on NaN probabilities
+        finite = bool(torch.isfinite(logits).all())
+        loss = ave_loss(logits, batch["labels"]) if finite else None
+        if loss is None or not torch.isfinite(loss):
+            what = "the model output is not finite" if loss is None else f"training loss is {loss.item()}"
             raise NonFiniteLoss(
-                f"training loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); stopped, "
+                f"{what} at step {self.global_step} (epoch {self.current_epoch}); stopped, "
                 f"the last good checkpoint is kept in the run's checkpoints/ folder"
             )
         self.train_acc(logits.argmax(-1).flatten(), batch["labels"].flatten())
@@ -280,9 +283,6 @@ def train_ave(data: str | Path, out: str | Path, model_config: AveModelConfig, t
     if resume:
         if not last.exists():
             raise ConfigError(f"{out}: nothing to resume (no checkpoints/last.ckpt); start without --resume")
-        saved = json.loads(run_file.read_text())
-        if saved["model"] != model_config.to_dict():
-            raise ConfigError(f"{out}: --resume with other model settings than the run's ({run_file})")
     elif last.exists() or (out / "best.safetensors").exists():
         raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     L.seed_everything(train_config.seed, workers=True, verbose=False)
@@ -293,6 +293,9 @@ def train_ave(data: str | Path, out: str | Path, model_config: AveModelConfig, t
     classes = dm.classes
     if model_config.num_classes != len(classes) + 1:
         model_config = dataclasses.replace(model_config, num_classes=len(classes) + 1)
+    # compared once the cache has fixed num_classes and extra_audio_dim, as they were when run.json was written
+    if resume and json.loads(run_file.read_text())["model"] != model_config.to_dict():
+        raise ConfigError(f"{out}: --resume with other model settings than the run's ({run_file})")
     task = AveTask(model_config.to_dict(), dataclasses.asdict(train_config), classes, pretrained, backbone_weights)
     task.model.backbone.checkpointing = model_config.checkpointing
     meta = {"task": "ave", "classes": classes + ["background"], "pretrained": pretrained,
@@ -308,7 +311,10 @@ def train_ave(data: str | Path, out: str | Path, model_config: AveModelConfig, t
     callbacks = [
         export,
         L.pytorch.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=train_config.patience),
-        L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0),
+        # every epoch overwrites checkpoints/last.ckpt (no monitor, top 1, fixed name); Lightning >= 2.5 no longer
+        # writes save_last=True files when save_top_k=0 saves nothing, which left --resume nothing until the end
+        L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,
+                                            enable_version_counter=False),
     ]
     loggers = [L.pytorch.loggers.CSVLogger(out, name="", version="logs")]
     try:
