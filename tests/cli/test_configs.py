@@ -6,7 +6,7 @@ import pytest
 
 from lavish.cli.main import build_parser
 from lavish.cli.options import adapter_from_args
-from lavish.cli.train import apply_config_file
+from lavish.cli.options import apply_config_file
 from lavish.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "ave"

@@ -3,42 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 
-import torch
-
-from lavish.cli.options import adapter_from_args, add_model_options
-from lavish.errors import ConfigError
-from lavish.media.audio import get_frontend
+from lavish.cli.options import add_model_options
+from lavish.cli.train import task_modules
 from lavish.models.accounting import account
-from lavish.models.input_spec import input_spec
 
 
 def register(sub) -> None:
     p = sub.add_parser("info", help="parameter and FLOP accounting of a model (paper Tables 1-3, 5)",
                        description=__doc__)
-    p.add_argument("--task", default="ave", choices=("ave",), help="task whose model is counted")
+    p.add_argument("--task", default="ave", choices=[m.__name__.rsplit(".", 1)[1] for m in task_modules()],
+                   help="task whose model is counted")
     add_model_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def build_model(args: argparse.Namespace):
-    """The task model on the meta device (no memory, no download) and one segment of dummy input."""
-    adapter = adapter_from_args(args, args.task)  # also fills the model defaults
-    spec = input_spec(args.backbone, args.task)
-    frontend = get_frontend(spec.audio_frontend)
-    if args.task == "ave":
-        from lavish.models.ave import AveModel, AveModelConfig
-
-        with torch.device("meta"):
-            model = AveModel(AveModelConfig(backbone=args.backbone, adapter=adapter, modalities=args.modalities))
-        inputs = (
-            torch.zeros(1, 1, frontend.target_frames, frontend.num_mel_bins, device="meta"),
-            torch.zeros(1, 1, 3, *spec.frame_size, device="meta"),
-        )
-        return model, inputs
-    raise ConfigError(f"task {args.task!r} has no model yet")
+    """(task model on the meta device, one segment of dummy input): from ``lavish.cli.<task>.info_model``."""
+    module = importlib.import_module(f"lavish.cli.{args.task}")
+    return module.info_model(args)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
+
+import yaml
+
+from lavish.errors import ConfigError
 
 from lavish.models.adapters import ADAPTERS, FUSIONS, MODALITIES, PRESETS, adapter_config
 
@@ -51,3 +56,22 @@ def adapter_from_args(args: argparse.Namespace, task: str):
             base[key] = value
     base = {k: v for k, v in base.items() if k in fields}
     return adapter_config(kind, **base)
+
+
+def apply_config_file(args: argparse.Namespace) -> None:
+    """Fill options left unset on the command line from ``--config``."""
+    if not args.config:
+        return
+    path = Path(args.config)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"config file {path}: cannot read it ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of option: value")
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if not hasattr(args, name) or name in ("config", "func", "task", "default_backbone"):
+            raise ConfigError(f"config file {path}: unknown setting {key!r}")
+        if getattr(args, name) in (None, False):
+            setattr(args, name, value)

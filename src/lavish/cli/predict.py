@@ -10,16 +10,30 @@ from lavish.errors import LavishError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="label every second of your videos", description=__doc__)
+    p = sub.add_parser("predict", help="run a trained model on your videos (AVE: label every second)",
+                       description=__doc__)
     p.add_argument("videos", nargs="+", metavar="VIDEO")
     p.add_argument("--checkpoint", required=True, help="adapter file (best.safetensors of a run)")
     p.add_argument("--backbone-weights", help="local timm checkpoint of the backbone, if the run used one")
     p.add_argument("--json", action="store_true", help="print a JSON list, one entry per video")
     p.add_argument("--plot", help="timeline PNG (several videos: VIDEO stem is appended)")
+    p.add_argument("--out", help="output folder, for tasks whose predictions are files (AVS masks)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Dispatch on the checkpoint's task: AVE here, other tasks in ``lavish.cli.<task>.run_predict``."""
+    from lavish.models.weights import read_adapter
+
+    task = read_adapter(args.checkpoint)[1].get("task", "ave")
+    if task != "ave":
+        import importlib
+
+        return importlib.import_module(f"lavish.cli.{task}").run_predict(args)
+    return run_ave(args)
+
+
+def run_ave(args: argparse.Namespace) -> int:
     from lavish.tasks.ave import load_ave_model
     from lavish.tasks.plots import plot_timeline
     from lavish.tasks.predict import predict_video
