@@ -386,9 +386,11 @@ def evaluate_ave(checkpoint: str | Path, data: str | Path, *, split: str = "test
     if model.config.extra_audio_dim:
         raise ConfigError("evaluating a model with extra audio features needs them: use `lavish train` results")
     dm = AveDataModule(data, backbone=model.config.backbone, batch_size=batch_size, extra_features=extra)
-    classes = meta.get("classes") or dm.classes + ["background"]
-    if len(classes) != model.config.num_classes:
-        raise DataError(f"{data}: cache has {len(dm.classes) + 1} classes, checkpoint {checkpoint} {model.config.num_classes}")
+    cache_classes = dm.classes + ["background"]
+    classes = meta.get("classes") or cache_classes
+    if classes != cache_classes or len(classes) != model.config.num_classes:
+        raise DataError(f"{data}: the cache's {len(cache_classes)} classes ({', '.join(cache_classes[:3])}, ...) are "
+                        f"not the {model.config.num_classes} classes checkpoint {checkpoint} was trained on")
     k = model.config.num_classes
     confusion = MulticlassConfusionMatrix(k, sync_on_compute=False)  # rank 0 alone evaluates after DDP
     loader = DataLoader(dm.dataset(split), batch_size=batch_size, collate_fn=collate)
