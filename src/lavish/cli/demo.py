@@ -33,9 +33,9 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="synthetic AVE end to end: generate, prepare, train, evaluate, predict",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="lavish-demo", help="folder for everything the demo writes (default: %(default)s)")
-    p.add_argument("--videos", type=int, default=72, help="synthetic videos (default: %(default)s)")
+    p.add_argument("--videos", type=int, default=48, help="synthetic videos (default: %(default)s)")
     p.add_argument("--classes", type=int, default=4, help="event classes (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=8, help="epochs per run (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=6, help="epochs per run (default: %(default)s)")
     p.add_argument("--backbone", default="lavish_vit_micro_patch8_64", help="backbone (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes to generate and prepare data")
