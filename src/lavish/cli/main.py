@@ -21,6 +21,7 @@ COMMANDS = (
     "lavish.cli.evaluate",
     "lavish.cli.predict",
     "lavish.cli.info",
+    "lavish.cli.ask",
     "lavish.cli.bench",
 )
 
