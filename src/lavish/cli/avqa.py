@@ -158,7 +158,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     start = time.monotonic()
     out = Path(args.out)
-    data, cache, run_dir = out / "data", out / "cache", out / "runs" / "avqa"
+    data, cache, run_dir = out / "avqa-data", out / "avqa-cache", out / "runs" / "avqa"
     videos, epochs, backbone = args.videos, args.epochs, args.backbone
     print(f"[1/4] synthetic MUSIC-AVQA-layout dataset: {videos} videos -> {data}")
     if not (data / "avqa-test.json").exists():

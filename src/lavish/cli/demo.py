@@ -32,6 +32,8 @@ VARIANTS = {"audio-visual (LAVISH)": "av", "vision only": "v", "audio only": "a"
 def register(sub) -> None:
     p = sub.add_parser("demo", help="synthetic AVE end to end: generate, prepare, train, evaluate, predict",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("task", nargs="?", default="ave", choices=("ave", *TASK_DEMOS),
+                   help="which benchmark to demo (default: %(default)s)")
     p.add_argument("--out", default="lavish-demo", help="folder for everything the demo writes (default: %(default)s)")
     p.add_argument("--videos", type=int, default=48, help="synthetic videos (default: %(default)s)")
     p.add_argument("--classes", type=int, default=4, help="event classes (default: %(default)s)")
@@ -40,7 +42,18 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes to generate and prepare data")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.set_defaults(func=run)
+    p.set_defaults(func=dispatch)
+
+
+#: task -> module whose ``run_demo(args)`` runs that task's demo (AVE: :func:`run` below)
+TASK_DEMOS = {"avqa": "lavish.cli.avqa"}
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = TASK_DEMOS.get(args.task)
+    return importlib.import_module(module).run_demo(args) if module else run(args)
 
 
 def run(args: argparse.Namespace) -> int:
