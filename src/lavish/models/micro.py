@@ -8,6 +8,7 @@ and the test suite run the exact code paths of ViT-B / Swin-V2-L on a 2-core CPU
 
 from __future__ import annotations
 
+from torch import nn
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.swin_transformer_v2 import SwinTransformerV2
 from timm.models.swin_transformer_v2 import checkpoint_filter_fn as swin_filter
@@ -46,7 +47,15 @@ def lavish_vit_micro_patch8_64(pretrained: bool = False, **kwargs) -> VisionTran
 def lavish_swinv2_micro_window4_64(pretrained: bool = False, **kwargs) -> SwinTransformerV2:
     """Swin-V2, patch 4, 64x64, window 4, depths 1-1-2-1, width 32 (heads 1-2-4-8)."""
     args = dict(img_size=64, window_size=4, embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8))
-    return build_model_with_cfg(
+    model = build_model_with_cfg(
         SwinTransformerV2, "lavish_swinv2_micro_window4_64", pretrained,
         pretrained_filter_fn=swin_filter, **dict(args, **kwargs),
     )
+    if not pretrained:
+        # timm zero-initialises Swin-V2's residual post-norms (every block starts as the identity, fine for
+        # training the backbone, useless for a frozen random one): give the micro model working blocks
+        for stage in model.layers:
+            for blk in stage.blocks:
+                nn.init.ones_(blk.norm1.weight)
+                nn.init.ones_(blk.norm2.weight)
+    return model
