@@ -59,14 +59,14 @@ def test_training_loss_goes_down(ave_run):
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(ave_cache, tmp_path):
-    extra = ("--epochs", "3", "--batch-size", "2", "--seed", "3")  # 2 steps per epoch: shuffling matters
+    extra = ("--epochs", "2", "--batch-size", "2", "--seed", "3")  # 2 steps per epoch: shuffling matters
     run_a, run_b = tmp_path / "a", tmp_path / "b"
     assert main(_train_cmd(ave_cache, run_a, *extra)) == 0
 
     proc = subprocess.Popen([sys.executable, "-m", "lavish", *_train_cmd(ave_cache, run_b, *extra)], env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     last = run_b / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     still_running = proc.poll() is None
@@ -75,7 +75,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(ave_cache, tmp_path):
     assert last.exists(), f"no checkpoint appeared: {stderr[-2000:]}"
     assert still_running and not (run_b / "results.json").exists(), "the run ended before it could be killed"
     killed_epoch = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
-    assert killed_epoch < 2
+    assert killed_epoch == 0  # killed during the second epoch
 
     # refused without --resume; continued with it
     assert main(_train_cmd(ave_cache, run_b, *extra)) == 2
@@ -85,7 +85,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(ave_cache, tmp_path):
     _assert_same_tensors(_ckpt_state(run_a), _ckpt_state(run_b))
     res_a, res_b = (json.loads((r / "results.json").read_text()) for r in (run_a, run_b))
     assert res_a["best_val_acc"] == res_b["best_val_acc"] and res_a["best_epoch"] == res_b["best_epoch"]
-    assert res_a["test_acc"] == res_b["test_acc"] and res_b["epochs_run"] == 3
+    assert res_a["test_acc"] == res_b["test_acc"] and res_b["epochs_run"] == 2
 
 
 def test_ddp_two_cpu_processes_match_one_process(ave_cache, tmp_path):
@@ -93,11 +93,15 @@ def test_ddp_two_cpu_processes_match_one_process(ave_cache, tmp_path):
     extra = ("--epochs", "1", "--batch-size", "2", "--seed", "1")
     one, two = tmp_path / "one", tmp_path / "two"
     cmd = [sys.executable, "-m", "lavish", *_train_cmd(ave_cache, two, *extra, "--devices", "2")]
+    # its own session, so that a hang can be ended with the rank Lightning starts as a child
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
-    except subprocess.TimeoutExpired as err:
-        pytest.fail(f"DDP run did not finish in 240 s: {(err.stderr or b'')[-2000:]!r}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+        _, stderr = proc.communicate(timeout=420)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"DDP run did not finish in 420 s: {proc.communicate()[1][-2000:]}")
+    assert proc.returncode == 0, stderr[-3000:]
     assert main(_train_cmd(ave_cache, one, *extra)) == 0
 
     a, b = load_file(one / "best.safetensors"), load_file(two / "best.safetensors")
