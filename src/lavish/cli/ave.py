@@ -84,7 +84,9 @@ def run_train(args: argparse.Namespace) -> int:
     result = train_ave(args.data, args.out, model_config, train_config, pretrained=pretrained or bool(args.backbone_weights),
                        backbone_weights=args.backbone_weights, resume=args.resume,
                        extra_features=args.extra_audio_features, progress=args.progress)
-    if result.best_val_acc is not None:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if result.best_val_acc is not None and rank_zero_only.rank == 0:
         print(f"best validation accuracy {result.best_val_acc:.4f} at epoch {result.best_epoch}; "
               f"test accuracy {result.test_acc if result.test_acc is None else round(result.test_acc, 4)}; "
               f"adapter file {result.adapter} ({result.seconds:.0f} s)")

@@ -222,6 +222,8 @@ def read_manifest(cache_dir: Path | str) -> dict:
     """manifest.json of a finished cache; DataError saying how to finish or make it otherwise."""
     cache_dir = Path(cache_dir)
     path = cache_dir / MANIFEST
+    if not cache_dir.is_dir():
+        raise DataError(f"{cache_dir}: no such folder; make a cache with `lavish prepare TASK --root DATASET --out {cache_dir}`")
     if not path.exists():
         if (cache_dir / SETTINGS).exists():
             raise DataError(f"{cache_dir}: cache is incomplete (prepare did not finish); rerun `lavish prepare` with --out {cache_dir} to complete it")
