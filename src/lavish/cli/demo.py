@@ -46,7 +46,7 @@ def register(sub) -> None:
 
 
 #: task -> module whose ``run_demo(args)`` runs that task's demo (AVE: :func:`run` below)
-TASK_DEMOS = {"avqa": "lavish.cli.avqa"}
+TASK_DEMOS = {"avqa": "lavish.cli.avqa", "avs": "lavish.cli.avs"}
 
 
 def dispatch(args: argparse.Namespace) -> int:
