@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import h5py
 import lightning as L
@@ -36,49 +36,24 @@ from lavish.errors import ConfigError, DataError, LavishError
 from lavish.media.frames import normalize_frames
 from lavish.models.ave import AveModel, AveModelConfig
 from lavish.models.input_spec import input_spec
-from lavish.tasks.checkpointing import (AtomicCheckpointIO, ExportBest, rng_state, set_rng_state,
-                                        trainable_state)
-from lavish.tasks.sync_bn import AllReduceSyncBatchNorm
+from lavish.tasks.checkpointing import ExportBest
+from lavish.tasks.runner import (ADAPTER_FILE, PRECISIONS, RUN_CONFIG, NonFiniteLoss,  # noqa: F401 (re-exported)
+                                 TrainableCheckpoints, TrainConfig, check_run_dir, last_checkpoint, make_trainer,
+                                 record_run, write_results)
+from lavish.tasks.runner import accelerator as _accelerator  # noqa: F401  (used by tasks.avs until it moves)
 
 MONITOR = "val/acc"
-PRECISIONS = ("32", "bf16-mixed", "16-mixed")
-
-
-class NonFiniteLoss(LavishError):
-    """The training loss became NaN or infinite."""
 
 
 @dataclass
-class AveTrainConfig:
+class AveTrainConfig(TrainConfig):
     """Training settings; defaults are the authors' AVE recipe."""
 
-    epochs: int = 50
-    batch_size: int = 2
+    LR_FIELDS: ClassVar[tuple[str, ...]] = ("lr", "lr_head")
+
     lr: float = 5e-5
     """learning rate of the adapters (and any other trainable part but the head)"""
     lr_head: float = 4e-6
-    patience: int = 5
-    seed: int = 0
-    precision: str = "32"
-    devices: int = 1
-    num_workers: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "patience", "devices"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name.replace('_', '-')}={value!r} is not valid: it must be a positive integer")
-        for name in ("lr", "lr_head"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 < value <= 1 and math.isfinite(value)):
-                raise ConfigError(f"{name.replace('_', '-')}={value!r} is not valid: it must be in (0, 1]")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision={self.precision!r} is not valid: choose one of {', '.join(PRECISIONS)}")
-        if self.batch_size % self.devices:
-            raise ConfigError(f"batch-size={self.batch_size} is not divisible by devices={self.devices}: the batch "
-                              "is global and split evenly over the processes")
-        if self.num_workers < 0:
-            raise ConfigError(f"num-workers={self.num_workers} is not valid: it must be >= 0")
 
 
 class WithExtraFeatures(Dataset):
@@ -184,7 +159,7 @@ def ave_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy(probs, target)
 
 
-class AveTask(L.LightningModule):
+class AveTask(TrainableCheckpoints, L.LightningModule):
     """LightningModule: the AVE model, its loss, metrics and optimiser."""
 
     def __init__(self, model_config: dict, train_config: dict, classes: list[str], pretrained: bool = False,
@@ -198,7 +173,6 @@ class AveTask(L.LightningModule):
         self.train_acc = MulticlassAccuracy(k, average="micro")
         self.val_acc = MulticlassAccuracy(k, average="micro")
         self.test_acc = MulticlassAccuracy(k, average="micro")
-        self.strict_loading = False  # checkpoints hold no frozen backbone weights
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Logits (B, T, K) of a collated batch."""
@@ -245,14 +219,6 @@ class AveTask(L.LightningModule):
             groups.append({"params": rest, "lr": self.train_config.lr, "name": "adapters"})
         return torch.optim.Adam(groups)
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["state_dict"] = trainable_state(self, checkpoint["state_dict"], "model.backbone.backbone.")
-        checkpoint["rng"] = rng_state()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if "rng" in checkpoint:
-            set_rng_state(checkpoint["rng"])
-
 
 @dataclass
 class TrainResult:
@@ -265,97 +231,36 @@ class TrainResult:
     seconds: float
 
 
-RUN_CONFIG = "run.json"
-
-
-def _accelerator() -> str:
-    return "gpu" if torch.cuda.is_available() else "cpu"
-
-
 def train_ave(data: str | Path, out: str | Path, model_config: AveModelConfig, train_config: AveTrainConfig, *,
               pretrained: bool = False, backbone_weights: str | None = None, resume: bool = False,
               extra_features: str | None = None, progress: bool = True, test: bool = True) -> TrainResult:
     """Train an AVE model on a prepared cache into the run folder ``out`` (see module doc)."""
     start = time.monotonic()
-    out = Path(out)
-    last = out / "checkpoints" / "last.ckpt"
-    run_file = out / RUN_CONFIG
-    if resume:
-        if not last.exists():
-            raise ConfigError(f"{out}: nothing to resume (no checkpoints/last.ckpt); start without --resume")
-    elif last.exists() or (out / "best.safetensors").exists():
-        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    out = check_run_dir(out, resume)
     L.seed_everything(train_config.seed, workers=True, verbose=False)
     dm = AveDataModule(data, backbone=model_config.backbone, batch_size=train_config.batch_size,
                        seed=train_config.seed, num_workers=train_config.num_workers, extra_features=extra_features)
-    if model_config.extra_audio_dim != dm.extra_dim:
-        model_config = dataclasses.replace(model_config, extra_audio_dim=dm.extra_dim)
     classes = dm.classes
-    if model_config.num_classes != len(classes) + 1:
-        model_config = dataclasses.replace(model_config, num_classes=len(classes) + 1)
-    # compared once the cache has fixed num_classes and extra_audio_dim, as they were when run.json was written
-    if resume and json.loads(run_file.read_text())["model"] != model_config.to_dict():
-        raise ConfigError(f"{out}: --resume with other model settings than the run's ({run_file})")
-    task = AveTask(model_config.to_dict(), dataclasses.asdict(train_config), classes, pretrained, backbone_weights)
-    task.model.backbone.checkpointing = model_config.checkpointing
+    model_config = dataclasses.replace(model_config, extra_audio_dim=dm.extra_dim, num_classes=len(classes) + 1)
     meta = {"task": "ave", "classes": classes + ["background"], "pretrained": pretrained,
             "backbone_weights": backbone_weights, "frontend": dm.manifest["frontend"]["name"],
             "frame_size": dm.manifest["frame_size"]}
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        from lavish.data.cache import atomic_write_json
-
-        atomic_write_json(run_file, {"model": model_config.to_dict(), "train": dataclasses.asdict(train_config),
-                                     "data": str(Path(data).resolve()), "meta": meta})
-    export = ExportBest(out / "best.safetensors", MONITOR, meta)
-    callbacks = [
-        export,
-        L.pytorch.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=train_config.patience),
-        # every epoch overwrites checkpoints/last.ckpt (no monitor, top 1, fixed name); Lightning >= 2.5 no longer
-        # writes save_last=True files when save_top_k=0 saves nothing, which left --resume nothing until the end
-        L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,
-                                            enable_version_counter=False),
-    ]
-    loggers = [L.pytorch.loggers.CSVLogger(out, name="", version="logs")]
-    try:
-        loggers.append(L.pytorch.loggers.TensorBoardLogger(out, name="", version="logs"))
-    except ModuleNotFoundError:
-        pass
-    accelerator = _accelerator()
-    plugins: list = [AtomicCheckpointIO()]
-    if train_config.devices > 1 and accelerator == "cpu":
-        plugins.append(AllReduceSyncBatchNorm())  # torch's SyncBatchNorm refuses CPU modules
-    trainer = L.Trainer(
-        accelerator=accelerator,
-        devices=train_config.devices,
-        strategy="ddp" if train_config.devices > 1 else "auto",
-        sync_batchnorm=train_config.devices > 1 and accelerator != "cpu",
-        precision=train_config.precision,
-        max_epochs=train_config.epochs,
-        callbacks=callbacks,
-        logger=loggers,
-        plugins=plugins,
-        use_distributed_sampler=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        deterministic=False,
-    )
-    trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume else None)
+    record_run(out, resume, model=model_config.to_dict(), train=train_config, data=data, meta=meta)
+    task = AveTask(model_config.to_dict(), dataclasses.asdict(train_config), classes, pretrained, backbone_weights)
+    task.model.backbone.checkpointing = model_config.checkpointing
+    export = ExportBest(out / ADAPTER_FILE, MONITOR, meta)
+    trainer = make_trainer(out, train_config, export, progress=progress)
+    trainer.fit(task, datamodule=dm, ckpt_path=str(last_checkpoint(out)) if resume else None)
     test_acc = None
-    if test and trainer.is_global_zero and (out / "best.safetensors").exists():
-        test_acc = evaluate_ave(out / "best.safetensors", data, split="test", backbone_weights=backbone_weights,
+    if test and trainer.is_global_zero and (out / ADAPTER_FILE).exists():
+        test_acc = evaluate_ave(out / ADAPTER_FILE, data, split="test", backbone_weights=backbone_weights,
                                 progress=False)["accuracy"]
-    result = TrainResult(out, out / "best.safetensors", export.best_epoch, export.best, test_acc,
+    result = TrainResult(out, out / ADAPTER_FILE, export.best_epoch, export.best, test_acc,
                          trainer.current_epoch, time.monotonic() - start)
-    if trainer.is_global_zero:
-        from lavish.data.cache import atomic_write_json
-
-        atomic_write_json(out / "results.json", {
-            "best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc, "test_acc": result.test_acc,
-            "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1),
-        })
+    write_results(out, trainer, {
+        "best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc, "test_acc": result.test_acc,
+        "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1),
+    })
     return result
 
 

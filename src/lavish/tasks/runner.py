@@ -1,0 +1,154 @@
+"""What every task's training shares: settings validation, the run folder, the Lightning Trainer, results.
+
+A run folder holds ``run.json`` (model, training settings, data, meta; written once), ``checkpoints/last.ckpt``
+(every epoch, atomic; what ``--resume`` reads), ``best.safetensors`` (the adapter file of the best validation
+epoch), ``logs/metrics.csv`` (+ TensorBoard if installed) and ``results.json``. Tasks bring their
+LightningModule (mixing in :class:`TrainableCheckpoints`), DataModule and meta; the loop, devices, precision,
+DDP and checkpoints are Lightning's, configured here once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import lightning as L
+import torch
+
+from lavish.data.cache import atomic_write_json
+from lavish.errors import ConfigError, LavishError
+from lavish.tasks.checkpointing import AtomicCheckpointIO, ExportBest, rng_state, set_rng_state, trainable_state
+from lavish.tasks.sync_bn import AllReduceSyncBatchNorm
+
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+RUN_CONFIG = "run.json"
+ADAPTER_FILE = "best.safetensors"
+FROZEN_PREFIX = "model.backbone.backbone."
+
+
+class NonFiniteLoss(LavishError):
+    """The training loss (or the model output) became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings every task has; subclasses set the task's defaults and may add learning rates."""
+
+    LR_FIELDS: ClassVar[tuple[str, ...]] = ("lr",)
+
+    epochs: int = 50
+    batch_size: int = 2
+    """videos (or questions) per optimiser step, over all devices"""
+    lr: float = 5e-5
+    patience: int = 5
+    seed: int = 0
+    precision: str = "32"
+    devices: int = 1
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience", "devices"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name.replace('_', '-')}={value!r} is not valid: it must be a positive integer")
+        for name in self.LR_FIELDS:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= 1):
+                raise ConfigError(f"{name.replace('_', '-')}={value!r} is not valid: it must be in (0, 1]")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision={self.precision!r} is not valid: choose one of {', '.join(PRECISIONS)}")
+        if self.batch_size % self.devices:
+            raise ConfigError(f"batch-size={self.batch_size} is not divisible by devices={self.devices}: the batch "
+                              "is global and split evenly over the processes")
+        if self.num_workers < 0:
+            raise ConfigError(f"num-workers={self.num_workers} is not valid: it must be >= 0")
+
+
+class TrainableCheckpoints:
+    """LightningModule mix-in: checkpoints without the frozen backbone, with the RNG states (exact resume)."""
+
+    strict_loading = False  # checkpoints hold no frozen backbone weights
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = trainable_state(self, checkpoint["state_dict"], FROZEN_PREFIX)
+        checkpoint["rng"] = rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "rng" in checkpoint:
+            set_rng_state(checkpoint["rng"])
+
+
+def last_checkpoint(out: Path) -> Path:
+    return Path(out) / "checkpoints" / "last.ckpt"
+
+
+def check_run_dir(out: str | Path, resume: bool) -> Path:
+    """The run folder, after refusing to overwrite a run or to resume nothing."""
+    out = Path(out)
+    if resume and not last_checkpoint(out).exists():
+        raise ConfigError(f"{out}: nothing to resume (no checkpoints/last.ckpt); start without --resume")
+    if not resume and (last_checkpoint(out).exists() or (out / ADAPTER_FILE).exists()):
+        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    return out
+
+
+def record_run(out: Path, resume: bool, *, model: dict, train: TrainConfig, data: str | Path, meta: dict) -> None:
+    """Write run.json for a new run; for --resume, refuse other model settings than the run's."""
+    run_file = out / RUN_CONFIG
+    if resume:
+        if json.loads(run_file.read_text())["model"] != model:
+            raise ConfigError(f"{out}: --resume with other model settings than the run's ({run_file})")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_file, {"model": model, "train": dataclasses.asdict(train),
+                                 "data": str(Path(data).resolve()), "meta": meta})
+
+
+def accelerator() -> str:
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def make_trainer(out: Path, cfg: TrainConfig, export: ExportBest, *, progress: bool = True) -> L.Trainer:
+    """The Lightning Trainer of every task: DDP for devices > 1, synced BatchNorm, atomic checkpoints."""
+    callbacks = [
+        export,
+        L.pytorch.callbacks.EarlyStopping(monitor=export.monitor, mode="max", patience=cfg.patience),
+        # every epoch overwrites checkpoints/last.ckpt (no monitor, top 1, fixed name); Lightning >= 2.5 no longer
+        # writes save_last=True files when save_top_k=0 saves nothing, which left --resume nothing until the end
+        L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,
+                                            enable_version_counter=False),
+    ]
+    loggers = [L.pytorch.loggers.CSVLogger(out, name="", version="logs")]
+    try:
+        loggers.append(L.pytorch.loggers.TensorBoardLogger(out, name="", version="logs"))
+    except ModuleNotFoundError:
+        pass
+    device = accelerator()
+    plugins: list = [AtomicCheckpointIO()]
+    if cfg.devices > 1 and device == "cpu":
+        plugins.append(AllReduceSyncBatchNorm())  # torch's SyncBatchNorm refuses CPU modules
+    return L.Trainer(
+        accelerator=device,
+        devices=cfg.devices,
+        strategy="ddp" if cfg.devices > 1 else "auto",
+        sync_batchnorm=cfg.devices > 1 and device != "cpu",
+        precision=cfg.precision,
+        max_epochs=cfg.epochs,
+        callbacks=callbacks,
+        logger=loggers,
+        plugins=plugins,
+        use_distributed_sampler=False,  # the data modules shard with a seeded DistributedSampler themselves
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+    )
+
+
+def write_results(out: Path, trainer: L.Trainer, results: dict) -> None:
+    if trainer.is_global_zero:
+        atomic_write_json(out / "results.json", results)
