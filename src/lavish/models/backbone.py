@@ -3,8 +3,10 @@
 ``LavishBackbone`` takes a timm ViT or Swin-V2, freezes every one of its parameters and runs both streams through
 the same weights. Per block: p1 adapters read the streams before the attention and are added after the attention
 residual; p2 adapters read the streams after it and are added after the MLP residual. Where the two streams have
-the same shape (always on Swin-V2, whose audio image is resized to the frame grid) the frozen parts of each block
-run on one concatenated batch. Time is folded into the batch by the caller: B' = B * T segments.
+the same shape (always on Swin-V2, whose audio image is resized to the frame grid) both streams live in one
+(B'_a + B'_v, N, C) tensor from the patch embedding to the final norm: the frozen parts of each block run on it
+once, the adapters read the two streams as views of it and add their outputs in place (no concatenation per
+residual, which a straightforward implementation pays twice per block in time and activation memory). Time is folded into the batch by the caller: B' = B * T segments.
 
 Weights: ``create_backbone(name, pretrained=True)`` uses timm's loader (hub), ``weights=PATH`` a local timm
 checkpoint (``.safetensors``, ``.pth``, ``.bin``; the authors' timm 0.6.7 Swin-V2 files are converted by timm's
@@ -167,18 +169,33 @@ class LavishBackbone(nn.Module):
             return Streams(None, fn(blk, v, grid))
         if v is None:
             return Streams(fn(blk, a, grid), None)
-        if self.batch_streams and a.shape == v.shape:
-            out = fn(blk, torch.cat([a, v]), grid)
-            return Streams(*out.split(a.shape[0]))
         return Streams(fn(blk, a, grid), fn(blk, v, grid))
 
     def _block(self, i: int, audio, visual, grid):
-        """One block with its adapters: (B', N, C) tokens of both streams -> same."""
+        """One block with its adapters, streams apart: (B', N, C) tokens of each stream (or None) -> same."""
         unit, slot, fam = self.units[i], self.slots[i], self.family
         pre = Streams(audio, visual)
         mid = slot.p1(pre, self._frozen(fam.attn_residual, unit.block, pre, grid))
         out = slot.p2(mid, self._frozen(fam.mlp_residual, unit.block, mid, grid))
         return out.audio, out.visual
+
+    def _joint_block(self, i: int, x: torch.Tensor, n_audio: int, grid) -> torch.Tensor:
+        """One block on both streams held in one tensor x (B'_a + B'_v, N, C), audio rows first -> same.
+
+        The frozen residual branches run once on x; the adapters read the two streams as views and their deltas
+        are added in place into the residual sums (outputs of an add, which autograd does not keep), so no
+        concatenation or split copies the streams. Same maths as :meth:`_block`.
+        """
+        unit, slot, fam = self.units[i], self.slots[i], self.family
+        deltas = slot.p1.deltas(Streams(*x.split(n_audio)))
+        x = _add_rows(fam.attn_residual(unit.block, x, grid), deltas, n_audio)
+        deltas = slot.p2.deltas(Streams(*x.split(n_audio)))
+        return _add_rows(fam.mlp_residual(unit.block, x, grid), deltas, n_audio)
+
+    def _run(self, fn, *args):
+        if self.checkpointing and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
 
     def forward(self, audio: torch.Tensor | None, visual: torch.Tensor | None,
                 return_stages: bool = False) -> BackboneOutput:
@@ -193,20 +210,31 @@ class LavishBackbone(nn.Module):
             grid = fam.embed(self.audio_image(audio[:1]))[1]
         else:
             grid = grid_v
+        joint = self.batch_streams and a is not None and v is not None and a.shape == v.shape
+        n_audio = a.shape[0] if a is not None else 0
+        x = torch.cat([a, v]) if joint else None
         stages = []
         for i, unit in enumerate(self.units):
-            down = lambda x, g=grid: None if x is None else fam.downsample(unit, x, g)[0]  # noqa: E731
             if unit.downsample is not None:
-                new_grid = fam.downsample(unit, (v if v is not None else a)[:1], grid)[1]
-                a, v, grid = down(a), down(v), new_grid
-            if self.checkpointing and torch.is_grad_enabled():
-                a, v = checkpoint(self._block, i, a, v, grid, use_reentrant=False)
+                ref = x if joint else (v if v is not None else a)
+                new_grid = fam.downsample(unit, ref[:1], grid)[1]
+                if joint:
+                    x = fam.downsample(unit, x, grid)[0]
+                else:
+                    a, v = (None if t is None else fam.downsample(unit, t, grid)[0] for t in (a, v))
+                grid = new_grid
+            if joint:
+                x = self._run(self._joint_block, i, x, n_audio, grid)
+                v = x[n_audio:]
             else:
-                a, v = self._block(i, a, v, grid)
+                a, v = self._run(self._block, i, a, v, grid)
             if return_stages and v is not None and i in self._stage_ends:
                 stages.append(fam.spatial(v, grid))
-        a = fam.final(a) if a is not None else None
-        v = fam.final(v) if v is not None else None
+        if joint:
+            a, v = fam.final(x).split(n_audio)
+        else:
+            a = fam.final(a) if a is not None else None
+            v = fam.final(v) if v is not None else None
         if stages:
             stages[-1] = fam.spatial(v, grid) if fam.name == "swinv2" else fam.final(stages[-1])
         return BackboneOutput(a, v, stages)
@@ -214,6 +242,18 @@ class LavishBackbone(nn.Module):
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B', N, D) -> (B', D): mean of tokens (Swin-V2) or the class token (ViT), as the authors."""
         return self.family.pool(tokens)
+
+
+def _add_rows(x: torch.Tensor, deltas: Streams, n_audio: int) -> torch.Tensor:
+    """x (B'_a + B'_v, N, C) with deltas.audio added to its first n_audio rows and deltas.visual to the rest.
+
+    In place: x must be the fresh output of an add (the residual sum), which autograd does not save.
+    """
+    if deltas.audio is not None:
+        x[:n_audio] += deltas.audio
+    if deltas.visual is not None:
+        x[n_audio:] += deltas.visual
+    return x
 
 
 def _family_of(model: nn.Module) -> str:

@@ -7,6 +7,10 @@ modalities already updated) and are added after the MLP residual. Each position 
 
 Tokens are channel-last ``(B', N, C)``; ``B' = B * T`` (time folded into batch, spec 2.4), and the cross-modal
 attention pairs the audio and visual tokens of the same row, i.e. the same 1-second segment.
+
+Every slot has ``deltas(pre)`` (what it adds to each stream, ``None`` for nothing) besides ``forward(pre, post)``
+(= post + deltas): the backbone adds the deltas in place into the one tensor that holds both streams, which
+saves a concatenation of the streams per residual (see :mod:`lavish.models.backbone`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ class Streams(NamedTuple):
 
     audio: torch.Tensor | None
     visual: torch.Tensor | None
+
+
+def add_deltas(post: Streams, deltas: Streams) -> Streams:
+    """post + deltas per stream (a None delta adds nothing); new tensors, the inputs are not modified."""
+    return Streams(*(p if d is None else p + d for p, d in zip(post, deltas)))
 
 
 class StreamAdapter(nn.Module):
@@ -46,10 +55,13 @@ class PairSlot(nn.Module):
         self.audio = audio
         self.visual = visual
 
+    def deltas(self, pre: Streams) -> Streams:
+        """What this position adds to each stream (None: nothing), from the streams it reads."""
+        return Streams(None if self.audio is None else self.audio(pre.audio, pre.visual),
+                       None if self.visual is None else self.visual(pre.visual, pre.audio))
+
     def forward(self, pre: Streams, post: Streams) -> Streams:
-        audio = post.audio if self.audio is None else post.audio + self.audio(pre.audio, pre.visual)
-        visual = post.visual if self.visual is None else post.visual + self.visual(pre.visual, pre.audio)
-        return Streams(audio, visual)
+        return add_deltas(post, self.deltas(pre))
 
 
 class PaperPairSlot(nn.Module):
@@ -78,15 +90,21 @@ class PaperPairSlot(nn.Module):
         self.audio = audio_bottleneck
         self.visual = visual_bottleneck
 
-    def forward(self, pre: Streams, post: Streams) -> Streams:
+    def deltas(self, pre: Streams) -> Streams:
         s_a, s_v = self.summary_audio(pre.audio), self.summary_visual(pre.visual)
         x_a = pre.audio if self.readout_audio is None else self.readout_audio(pre.audio, s_v, s_a)
         x_v = pre.visual if self.readout_visual is None else self.readout_visual(pre.visual, s_a, s_v)
-        return Streams(post.audio + self.audio(x_a), post.visual + self.visual(x_v))
+        return Streams(self.audio(x_a), self.visual(x_v))
+
+    def forward(self, pre: Streams, post: Streams) -> Streams:
+        return add_deltas(post, self.deltas(pre))
 
 
 class IdentitySlot(nn.Module):
     """No adapter at this position (LoRA, BitFit, LayerNorm tuning, frozen backbone)."""
+
+    def deltas(self, pre: Streams) -> Streams:
+        return Streams(None, None)
 
     def forward(self, pre: Streams, post: Streams) -> Streams:
         return post
