@@ -14,7 +14,9 @@ X' (B', N_x, C), the input of the bottleneck:
 * :class:`DirectFusion` (``avish``): no latent tokens, X' = X + g_av * softmax(X O^T) O: quadratic in tokens.
 * :class:`NoFusion`: X' = X (fusion direction off for this stream, or a uni-modal baseline).
 
-Attention uses ``scaled_dot_product_attention(..., scale=1.0)`` (the official softmax has no scaling).
+Attention uses ``scaled_dot_product_attention(..., scale=1.0)`` (the official softmax has no scaling). Where a gate
+multiplies a latent-token attention, it scales the m values instead of the N outputs (same maths, one pass over
+(B', N, C) less in forward and backward).
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ from lavish.models.adapters.layers import Gate
 def attend(q: torch.Tensor, kv: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
     """softmax(q k^T) v without scaling. q: (B, Nq, C), kv: (B, Nk, C) -> (B, Nq, C)."""
     return F.scaled_dot_product_attention(q, kv, kv if v is None else v, scale=1.0)
+
+
+def _gated(gate: Gate, values: torch.Tensor) -> torch.Tensor:
+    """gate * values in the values' dtype (under autocast the fp32 gate would promote bf16 values)."""
+    return gate.gate.to(values.dtype) * values
 
 
 class NoFusion(nn.Module):
@@ -56,7 +63,8 @@ class LatentFusion(nn.Module):
 
     def forward(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         s = self.summaries(other)
-        return x + self.gate_av(attend(x, s))
+        # g * softmax(x s^T) s == softmax(x s^T) (g s): the gate scales the (B', m, C) values, not the output
+        return x + attend(x, s, _gated(self.gate_av, s))
 
 
 class DirectFusion(nn.Module):
@@ -92,4 +100,4 @@ class PaperReadout(nn.Module):
         self.gate_av = Gate()
 
     def forward(self, x: torch.Tensor, s_other: torch.Tensor, s_own: torch.Tensor) -> torch.Tensor:
-        return x + self.gate_av(attend(x, s_other, s_own))
+        return x + attend(x, s_other, _gated(self.gate_av, s_own))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lavish.errors import ConfigError
@@ -116,6 +117,10 @@ class Bottleneck(nn.Module):
         if self.order == "ave":
             x = self.ln_before(x)
         y = self.bn2(self.up(self.act(self.bn1(self.down(x)))))
+        if self.order == "ave" and isinstance(self.ln_post, nn.LayerNorm) and isinstance(self.gate, Gate):
+            # g * LN(y; w, b) == LN(y; g w, g b): no separate pass, LN's output is not kept for the gate's grad
+            ln, g = self.ln_post, self.gate.gate
+            return F.layer_norm(y, ln.normalized_shape, ln.weight * g, ln.bias * g, ln.eps)
         if self.order == "ave":
             return self.gate(self.ln_post(y))
         return self.ln_post(self.gate(y))
