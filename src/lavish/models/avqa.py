@@ -101,7 +101,7 @@ class QuestionEncoder(nn.Module):
         self.lstm.flatten_parameters()
         # float32 LSTM: under CPU bf16 autocast oneDNN has no LSTM primitive ("could not create a primitive
         # descriptor"); the question encoder is 2.7M parameters on 14 tokens, so this costs nothing measurable
-        with torch.autocast(device_type=ids.device.type, enabled=False):
+        with torch.autocast(device_type="cuda" if ids.is_cuda else "cpu", enabled=False):  # "meta" has no autocast
             _, (h, c) = self.lstm(x.float())
         feat = torch.cat([h, c], dim=2).transpose(0, 1).reshape(ids.shape[0], -1)  # (B, 2H)
         return self.fc(self.tanh(feat))
