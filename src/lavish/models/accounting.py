@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lavish.models.backbone import full_name
 
-_SLOT = re.compile(r"\.slots\.\d+\.p[12]$")
+_SLOT = re.compile(r"\.slots\.\d+\.")
 
 
 @dataclass
@@ -61,7 +61,10 @@ def count_flops(model: nn.Module, *inputs: torch.Tensor) -> tuple[float, float]:
     model.train(was_training)
     counts = counter.get_flop_counts()
     total = sum(counts["Global"].values())
-    adapters = sum(sum(v.values()) for k, v in counts.items() if _SLOT.search(k))
+    # the outermost modules tracked under ``backbone.slots`` (nested ones are included in their parents' counts)
+    slot_keys = [k for k in counts if _SLOT.search(k)]
+    top = [k for k in slot_keys if not any(k.startswith(o + ".") for o in slot_keys)]
+    adapters = sum(sum(counts[k].values()) for k in top)
     return float(total), float(adapters)
 
 
