@@ -15,6 +15,7 @@ filter). Offline without a file raises one :class:`~lavish.errors.ConfigError` n
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,10 +193,14 @@ class LavishBackbone(nn.Module):
         deltas = slot.p2.deltas(Streams(*x.split(n_audio)))
         return _add_rows(fam.mlp_residual(unit.block, x, grid), deltas, n_audio)
 
-    def _run(self, fn, *args):
+    def _run(self, fn, i: int, *args):
         if self.checkpointing and torch.is_grad_enabled():
-            return checkpoint(fn, *args, use_reentrant=False)
-        return fn(*args)
+            # the recomputation in backward runs the adapters' BatchNorms in train mode again: keep their running
+            # statistics as the forward left them, so that a checkpointed step updates them once, as without
+            slot = self.slots[i]
+            return checkpoint(fn, i, *args, use_reentrant=False,
+                              context_fn=lambda: (contextlib.nullcontext(), _buffers_kept(slot)))
+        return fn(i, *args)
 
     def forward(self, audio: torch.Tensor | None, visual: torch.Tensor | None,
                 return_stages: bool = False) -> BackboneOutput:
@@ -242,6 +247,18 @@ class LavishBackbone(nn.Module):
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B', N, D) -> (B', D): mean of tokens (Swin-V2) or the class token (ViT), as the authors."""
         return self.family.pool(tokens)
+
+
+@contextlib.contextmanager
+def _buffers_kept(module: nn.Module):
+    """Restore every buffer of ``module`` (BatchNorm running statistics) on exit."""
+    saved = [(b, b.clone()) for b in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, value in saved:
+                b.copy_(value)
 
 
 def _add_rows(x: torch.Tensor, deltas: Streams, n_audio: int) -> torch.Tensor:
