@@ -28,19 +28,16 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from lavish.data.cache import AveCacheDataset, check_manifest
-from lavish.errors import ConfigError, DataError, LavishError
+from lavish.data.cache import AveCacheDataset
+from lavish.errors import ConfigError, DataError
 from lavish.media.frames import normalize_frames
 from lavish.models.ave import AveModel, AveModelConfig
-from lavish.models.input_spec import input_spec
-from lavish.tasks.checkpointing import ExportBest
-from lavish.tasks.runner import (ADAPTER_FILE, PRECISIONS, RUN_CONFIG, NonFiniteLoss,  # noqa: F401 (re-exported)
-                                 TrainableCheckpoints, TrainConfig, check_run_dir, last_checkpoint, make_trainer,
-                                 record_run, write_results)
-from lavish.tasks.runner import accelerator as _accelerator  # noqa: F401  (used by tasks.avs until it moves)
+from lavish.tasks.checkpointing import ExportBest, load_task_model
+from lavish.tasks.runner import (ADAPTER_FILE, NonFiniteLoss, SplitDataModule, TrainableCheckpoints, TrainConfig,
+                                 check_run_dir, last_checkpoint, make_trainer, record_run, write_results)
 
 MONITOR = "val/acc"
 
@@ -89,22 +86,26 @@ def read_extra_features(path: str | Path, num_rows: int, num_segments: int) -> n
     return data
 
 
-class AveDataModule(L.LightningDataModule):
+def collate(items: list[dict]) -> dict:
+    out = {k: torch.stack([it[k] for it in items]) for k in ("frames", "audio", "labels")}
+    if "extra" in items[0]:
+        out["extra"] = torch.stack([it["extra"] for it in items])
+    out["video_id"] = [it["video_id"] for it in items]
+    return out
+
+
+class AveDataModule(SplitDataModule):
     """Train / val / test splits of a prepared AVE cache."""
+
+    TASK, COLLATE = "ave", collate
 
     def __init__(self, cache_dir: str | Path, *, backbone: str, batch_size: int = 2, seed: int = 0,
                  num_workers: int = 0, extra_features: str | Path | None = None) -> None:
-        super().__init__()
-        self.cache_dir = Path(cache_dir)
-        spec = input_spec(backbone, "ave")
-        self.manifest = check_manifest(self.cache_dir, task="ave", frame_size=spec.frame_size,
-                                       frontend_name=spec.audio_frontend)
-        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        super().__init__(cache_dir, backbone=backbone, batch_size=batch_size, seed=seed, num_workers=num_workers)
         self.extra = None
         if extra_features is not None:
             rows = max(item["row"] for item in json.loads((self.cache_dir / "videos.json").read_text())) + 1
             self.extra = read_extra_features(extra_features, rows, self.manifest["num_segments"])
-        self.datasets: dict[str, Dataset] = {}
 
     @property
     def classes(self) -> list[str]:
@@ -114,38 +115,9 @@ class AveDataModule(L.LightningDataModule):
     def extra_dim(self) -> int:
         return 0 if self.extra is None else int(self.extra.shape[-1])
 
-    def dataset(self, split: str) -> Dataset:
-        if split not in self.datasets:
-            ds = AveCacheDataset(self.cache_dir, split)
-            if len(ds) == 0:
-                raise DataError(f"{self.cache_dir}: split {split!r} has no prepared videos")
-            self.datasets[split] = ds if self.extra is None else WithExtraFeatures(ds, self.extra)
-        return self.datasets[split]
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        trainer = self.trainer
-        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        ds = self.dataset(split)
-        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
-        return DataLoader(ds, batch_size=self.batch_size // world, sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=collate, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
-
-
-def collate(items: list[dict]) -> dict:
-    out = {k: torch.stack([it[k] for it in items]) for k in ("frames", "audio", "labels")}
-    if "extra" in items[0]:
-        out["extra"] = torch.stack([it["extra"] for it in items])
-    out["video_id"] = [it["video_id"] for it in items]
-    return out
+    def make_dataset(self, split: str) -> Dataset:
+        ds = AveCacheDataset(self.cache_dir, split)
+        return ds if self.extra is None else WithExtraFeatures(ds, self.extra)
 
 
 def ave_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -266,19 +238,8 @@ def train_ave(data: str | Path, out: str | Path, model_config: AveModelConfig, t
 
 def load_ave_model(checkpoint: str | Path, *, backbone_weights: str | None = None) -> tuple[AveModel, dict]:
     """An AveModel rebuilt from an adapter file (config + meta inside), in eval mode; returns (model, meta)."""
-    from lavish.models.weights import load_adapter_into, read_adapter
-
-    config, meta, _ = read_adapter(checkpoint)
-    if meta.get("task", "ave") != "ave":
-        raise ConfigError(f"checkpoint {checkpoint} is a {meta.get('task')!r} model, not an AVE one")
-    try:
-        model_config = AveModelConfig.from_dict(config)
-    except (TypeError, KeyError, LavishError) as err:
-        raise ConfigError(f"checkpoint {checkpoint} holds an unusable model configuration ({err})") from None
-    weights = backbone_weights or meta.get("backbone_weights")
-    model = AveModel(model_config, pretrained=bool(meta.get("pretrained")), backbone_weights=weights)
-    load_adapter_into(model, checkpoint, model_config.to_dict())
-    return model.eval(), meta
+    return load_task_model(checkpoint, task="ave", config_cls=AveModelConfig, model_cls=AveModel,
+                           backbone_weights=backbone_weights)
 
 
 @torch.no_grad()

@@ -40,63 +40,49 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchmetrics.aggregation import MeanMetric
 
 from lavish.data import avqa
-from lavish.data.cache import (atomic_write_json, audio_path, check_manifest, frames_path, read_json,
-                               read_manifest)
-from lavish.errors import ConfigError, DataError, LavishError
+from lavish.data.cache import audio_path, frames_path, read_json, read_manifest
+from lavish.errors import ConfigError, DataError
 from lavish.media.frames import normalize_frames
 from lavish.models.avqa import AvqaModel, AvqaModelConfig, AvqaOutput
-from lavish.models.input_spec import input_spec
-from lavish.tasks.checkpointing import AtomicCheckpointIO, ExportBest, rng_state, set_rng_state, trainable_state
+from lavish.tasks.checkpointing import ExportBest, load_task_model
+from lavish.tasks.runner import (ADAPTER_FILE, NonFiniteLoss, SplitDataModule, TrainableCheckpoints, TrainConfig,
+                                 check_run_dir, last_checkpoint, make_trainer, record_run, write_results)
 
 MONITOR = "val/acc"
-PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 LR_RULES = {"constant": lambda r: 1.0, "sqrt": math.sqrt, "linear": lambda r: r}
 MATCH_WEIGHT = 0.5
 IGNORE = -1
 """answer id of a question whose answer is not in the training answers (ignored by the loss, counted wrong)."""
 
 
-class NonFiniteLoss(LavishError):
-    """The training loss became NaN or infinite."""
-
-
 @dataclass
-class AvqaTrainConfig:
+class AvqaTrainConfig(TrainConfig):
     """Training settings; defaults are the authors' AVQA recipe."""
 
     epochs: int = 30
     batch_size: int = 1
     lr: float = 8e-5
     """learning rate at ``base_batch_size``; scaled by ``lr_rule`` for other batch sizes"""
+    seed: int = 1
     lr_rule: str = "sqrt"
     base_batch_size: int = 1
     warmup_steps: int = 0
     step_size: int = 8
     """StepLR: multiply the lr by ``gamma`` every ``step_size`` epochs"""
     gamma: float = 0.1
-    patience: int = 5
-    seed: int = 1
-    precision: str = "32"
-    devices: int = 1
-    num_workers: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "base_batch_size", "step_size", "patience", "devices"):
+        super().__post_init__()
+        for name in ("base_batch_size", "step_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name.replace('_', '-')}={value!r} is not valid: it must be a positive integer")
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr <= 1 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr={self.lr!r} is not valid: it must be in (0, 1]")
-        if not 0 < self.gamma <= 1:
+        if not (isinstance(self.gamma, (int, float)) and 0 < self.gamma <= 1):
             raise ConfigError(f"gamma={self.gamma!r} is not valid: it must be in (0, 1]")
         if self.lr_rule not in LR_RULES:
             raise ConfigError(f"lr-rule={self.lr_rule!r} is not valid: choose one of {', '.join(LR_RULES)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision={self.precision!r} is not valid: choose one of {', '.join(PRECISIONS)}")
-        if self.batch_size % self.devices:
-            raise ConfigError(f"batch-size={self.batch_size} is not divisible by devices={self.devices}")
-        if self.warmup_steps < 0 or self.num_workers < 0:
-            raise ConfigError("warmup-steps and num-workers must be >= 0")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ConfigError(f"warmup-steps={self.warmup_steps!r} is not valid: it must be an integer >= 0")
 
     @property
     def scaled_lr(self) -> float:
@@ -203,44 +189,18 @@ def collate(items: list[dict]) -> dict:
     return out
 
 
-class AvqaDataModule(L.LightningDataModule):
+class AvqaDataModule(SplitDataModule):
     """Train (with negatives) / val / test questions of a prepared AVQA cache."""
+
+    TASK, COLLATE, ITEMS, SAMPLER = "avqa", collate, "question with a prepared video", EpochSampler
 
     def __init__(self, cache_dir: str | Path, *, backbone: str, batch_size: int = 1, seed: int = 1,
                  num_workers: int = 0, vocab: Vocabularies | None = None) -> None:
-        super().__init__()
-        self.cache_dir = Path(cache_dir)
-        spec = input_spec(backbone, "avqa")
-        self.manifest = check_manifest(self.cache_dir, task="avqa", frame_size=spec.frame_size,
-                                       frontend_name=spec.audio_frontend)
-        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        super().__init__(cache_dir, backbone=backbone, batch_size=batch_size, seed=seed, num_workers=num_workers)
         self.vocab = vocab or Vocabularies.from_records(split_records(self.cache_dir, "train"))
-        self.datasets: dict[str, AvqaQuestions] = {}
 
-    def dataset(self, split: str) -> AvqaQuestions:
-        if split not in self.datasets:
-            ds = AvqaQuestions(self.cache_dir, split, self.vocab, negatives=split == "train", seed=self.seed)
-            if len(ds) == 0:
-                raise DataError(f"{self.cache_dir}: split {split!r} has no question with a prepared video")
-            self.datasets[split] = ds
-        return self.datasets[split]
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        trainer = self.trainer
-        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        ds = self.dataset(split)
-        sampler = EpochSampler(ds, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
-        return DataLoader(ds, batch_size=self.batch_size // world, sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=collate)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
+    def make_dataset(self, split: str) -> AvqaQuestions:
+        return AvqaQuestions(self.cache_dir, split, self.vocab, negatives=split == "train", seed=self.seed)
 
 
 # --------------------------------------------------------------------------------------------------- model
@@ -257,7 +217,7 @@ def avqa_loss(out: AvqaOutput, answers: torch.Tensor) -> torch.Tensor:
     return loss
 
 
-class AvqaTask(L.LightningModule):
+class AvqaTask(TrainableCheckpoints, L.LightningModule):
     """LightningModule: the AVQA model, its loss, accuracy and optimiser."""
 
     def __init__(self, model_config: dict, train_config: dict, pretrained: bool = False,
@@ -268,7 +228,6 @@ class AvqaTask(L.LightningModule):
                                backbone_weights=backbone_weights)
         self.train_config = AvqaTrainConfig(**train_config)
         self.train_acc, self.val_acc, self.test_acc = MeanMetric(), MeanMetric(), MeanMetric()
-        self.strict_loading = False  # checkpoints hold no frozen backbone weights
 
     def forward(self, batch: dict) -> AvqaOutput:
         negatives = normalize_frames(batch["negatives"]) if "negatives" in batch else None
@@ -310,14 +269,6 @@ class AvqaTask(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["state_dict"] = trainable_state(self, checkpoint["state_dict"], "model.backbone.backbone.")
-        checkpoint["rng"] = rng_state()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if "rng" in checkpoint:
-            set_rng_state(checkpoint["rng"])
-
 
 # --------------------------------------------------------------------------------------------------- train
 @dataclass
@@ -331,69 +282,37 @@ class TrainResult:
     seconds: float
 
 
-RUN_CONFIG = "run.json"
-
-
 def train_avqa(data: str | Path, out: str | Path, model_config: AvqaModelConfig, train_config: AvqaTrainConfig, *,
                pretrained: bool = False, backbone_weights: str | None = None, resume: bool = False,
                progress: bool = True, test: bool = True) -> TrainResult:
     """Train an AVQA model on a prepared cache into the run folder ``out`` (see module doc)."""
-    import json
-
     start = time.monotonic()
-    out = Path(out)
-    last = out / "checkpoints" / "last.ckpt"
-    run_file = out / RUN_CONFIG
-    if resume:
-        if not last.exists():
-            raise ConfigError(f"{out}: nothing to resume (no checkpoints/last.ckpt); start without --resume")
-    elif last.exists() or (out / "best.safetensors").exists():
-        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    out = check_run_dir(out, resume)
     L.seed_everything(train_config.seed, workers=True, verbose=False)
     dm = AvqaDataModule(data, backbone=model_config.backbone, batch_size=train_config.batch_size,
                         seed=train_config.seed, num_workers=train_config.num_workers)
     model_config = dataclasses.replace(model_config, question_vocab=len(dm.vocab.question),
                                        num_answers=len(dm.vocab.answer))
-    if resume and json.loads(run_file.read_text())["model"] != model_config.to_dict():
-        raise ConfigError(f"{out}: --resume with other model settings than the run's ({run_file})")
-    task = AvqaTask(model_config.to_dict(), dataclasses.asdict(train_config), pretrained, backbone_weights)
-    task.model.backbone.checkpointing = model_config.checkpointing
     meta = {"task": "avqa", **dm.vocab.to_meta(), "pretrained": pretrained, "backbone_weights": backbone_weights,
             "frontend": dm.manifest["frontend"]["name"], "frame_size": dm.manifest["frame_size"],
             "num_segments": dm.manifest["num_segments"]}
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        atomic_write_json(run_file, {"model": model_config.to_dict(), "train": dataclasses.asdict(train_config),
-                                     "data": str(Path(data).resolve()), "meta": meta})
-    export = ExportBest(out / "best.safetensors", MONITOR, meta)
-    callbacks = [
-        export,
-        L.pytorch.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=train_config.patience),
-        L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,
-                                            enable_version_counter=False),
-    ]
-    accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    trainer = L.Trainer(
-        accelerator=accelerator, devices=train_config.devices,
-        strategy="ddp" if train_config.devices > 1 else "auto",
-        precision=train_config.precision, max_epochs=train_config.epochs, callbacks=callbacks,
-        logger=[L.pytorch.loggers.CSVLogger(out, name="", version="logs")], plugins=[AtomicCheckpointIO()],
-        use_distributed_sampler=False, num_sanity_val_steps=0, log_every_n_steps=1,
-        enable_progress_bar=progress, enable_model_summary=False,
-    )
-    trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume else None)
+    record_run(out, resume, model=model_config.to_dict(), train=train_config, data=data, meta=meta)
+    task = AvqaTask(model_config.to_dict(), dataclasses.asdict(train_config), pretrained, backbone_weights)
+    task.model.backbone.checkpointing = model_config.checkpointing
+    export = ExportBest(out / ADAPTER_FILE, MONITOR, meta)
+    trainer = make_trainer(out, train_config, export, progress=progress)
+    trainer.fit(task, datamodule=dm, ckpt_path=str(last_checkpoint(out)) if resume else None)
     test_result = None
-    if test and trainer.is_global_zero and (out / "best.safetensors").exists():
-        test_result = evaluate_avqa(out / "best.safetensors", data, split="test",
-                                    backbone_weights=backbone_weights, progress=False)
-    result = TrainResult(out, out / "best.safetensors", export.best_epoch, export.best, test_result,
+    if test and trainer.is_global_zero and (out / ADAPTER_FILE).exists():
+        test_result = evaluate_avqa(out / ADAPTER_FILE, data, split="test", backbone_weights=backbone_weights,
+                                    progress=False)
+    result = TrainResult(out, out / ADAPTER_FILE, export.best_epoch, export.best, test_result,
                          trainer.current_epoch, time.monotonic() - start)
-    if trainer.is_global_zero:
-        atomic_write_json(out / "results.json", {
-            "best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc,
-            "test": None if test_result is None else {k: test_result[k] for k in avqa.category_keys()},
-            "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1),
-        })
+    write_results(out, trainer, {
+        "best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc,
+        "test": None if test_result is None else {k: test_result[k] for k in avqa.category_keys()},
+        "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1),
+    })
     return result
 
 
@@ -401,20 +320,13 @@ def train_avqa(data: str | Path, out: str | Path, model_config: AvqaModelConfig,
 def load_avqa_model(checkpoint: str | Path, *, backbone_weights: str | None = None
                     ) -> tuple[AvqaModel, dict, Vocabularies]:
     """An AvqaModel rebuilt from an adapter file, in eval mode; returns (model, meta, vocabularies)."""
-    from lavish.models.weights import load_adapter_into, read_adapter
-
-    config, meta, _ = read_adapter(checkpoint)
-    if meta.get("task") != "avqa":
-        raise ConfigError(f"checkpoint {checkpoint} is a {meta.get('task', 'ave')!r} model, not an AVQA one")
+    model, meta = load_task_model(checkpoint, task="avqa", config_cls=AvqaModelConfig, model_cls=AvqaModel,
+                                  backbone_weights=backbone_weights)
     try:
-        model_config = AvqaModelConfig.from_dict(config)
         vocab = Vocabularies.from_meta(meta)
-    except (TypeError, KeyError, ValueError, LavishError) as err:
-        raise ConfigError(f"checkpoint {checkpoint} holds an unusable model configuration ({err})") from None
-    weights = backbone_weights or meta.get("backbone_weights")
-    model = AvqaModel(model_config, pretrained=bool(meta.get("pretrained")), backbone_weights=weights)
-    load_adapter_into(model, checkpoint, model_config.to_dict())
-    return model.eval(), meta, vocab
+    except (TypeError, KeyError, ValueError) as err:
+        raise ConfigError(f"checkpoint {checkpoint} holds unusable vocabularies ({err})") from None
+    return model, meta, vocab
 
 
 def avqa_scores(records: list[avqa.AvqaRecord], predictions: list[str]) -> dict:

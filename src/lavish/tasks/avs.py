@@ -15,7 +15,6 @@ Where we differ from the authors, on purpose:
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,49 +23,29 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
-from lavish.data.cache import AveCacheDataset, atomic_write_json, check_manifest, read_json
+from lavish.data.cache import AveCacheDataset, read_json
 from lavish.data.prepare import AVS_INFO
-from lavish.errors import ConfigError, DataError, LavishError
+from lavish.errors import DataError
 from lavish.media.frames import normalize_frames
 from lavish.models.avs import AvsModel, AvsModelConfig
-from lavish.models.input_spec import input_spec
-from lavish.tasks.ave import NonFiniteLoss, PRECISIONS, RUN_CONFIG, _accelerator
 from lavish.tasks.avs_metrics import AvsFScore, AvsMIoU
-from lavish.tasks.checkpointing import (AtomicCheckpointIO, ExportBest, rng_state, set_rng_state,
-                                        trainable_state)
+from lavish.tasks.checkpointing import ExportBest, load_task_model
+from lavish.tasks.runner import (ADAPTER_FILE, NonFiniteLoss, SplitDataModule, TrainableCheckpoints, TrainConfig,
+                                 check_run_dir, last_checkpoint, make_trainer, record_run, write_results)
 
 MONITOR = "val/miou"
 
 
 @dataclass
-class AvsTrainConfig:
+class AvsTrainConfig(TrainConfig):
     """Training settings; defaults are the authors' AVS-S4 recipe."""
 
     epochs: int = 30
     batch_size: int = 4
     lr: float = 1e-4
-    patience: int = 5
     seed: int = 123
-    precision: str = "32"
-    devices: int = 1
-    num_workers: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "patience", "devices"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name.replace('_', '-')}={value!r} is not valid: it must be a positive integer")
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr <= 1 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr={self.lr!r} is not valid: it must be in (0, 1]")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision={self.precision!r} is not valid: choose one of {', '.join(PRECISIONS)}")
-        if self.batch_size % self.devices:
-            raise ConfigError(f"batch-size={self.batch_size} is not divisible by devices={self.devices}: the batch "
-                              "is global and split evenly over the processes")
-        if self.num_workers < 0:
-            raise ConfigError(f"num-workers={self.num_workers} is not valid: it must be >= 0")
 
 
 class AvsCacheDataset(AveCacheDataset):
@@ -90,45 +69,19 @@ def collate(items: list[dict]) -> dict:
     return out
 
 
-class AvsDataModule(L.LightningDataModule):
+class AvsDataModule(SplitDataModule):
     """Train / val / test splits of a prepared AVS cache."""
+
+    TASK, COLLATE, ITEMS = "avs", collate, "prepared clips"
 
     def __init__(self, cache_dir: str | Path, *, backbone: str, batch_size: int = 4, seed: int = 0,
                  num_workers: int = 0) -> None:
-        super().__init__()
-        self.cache_dir = Path(cache_dir)
-        spec = input_spec(backbone, "avs")
-        self.manifest = check_manifest(self.cache_dir, task="avs", frame_size=spec.frame_size,
-                                       frontend_name=spec.audio_frontend)
+        super().__init__(cache_dir, backbone=backbone, batch_size=batch_size, seed=seed, num_workers=num_workers)
         info = read_json(self.cache_dir / AVS_INFO)
         self.subset, self.mask_size = str(info["subset"]), tuple(int(v) for v in info["mask_size"])
-        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
-        self.datasets: dict[str, AvsCacheDataset] = {}
 
-    def dataset(self, split: str) -> AvsCacheDataset:
-        if split not in self.datasets:
-            ds = AvsCacheDataset(self.cache_dir, split)
-            if len(ds) == 0:
-                raise DataError(f"{self.cache_dir}: split {split!r} has no prepared clips")
-            self.datasets[split] = ds
-        return self.datasets[split]
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        trainer = self.trainer
-        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        ds = self.dataset(split)
-        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
-        return DataLoader(ds, batch_size=self.batch_size // world, sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=collate, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
+    def make_dataset(self, split: str) -> AvsCacheDataset:
+        return AvsCacheDataset(self.cache_dir, split)
 
 
 def avs_loss(logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
@@ -140,7 +93,7 @@ def avs_loss(logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor)
         return F.binary_cross_entropy_with_logits(logits[annotated].float(), masks[annotated].float())
 
 
-class AvsTask(L.LightningModule):
+class AvsTask(TrainableCheckpoints, L.LightningModule):
     """LightningModule: the AVS model, its loss, the benchmark metrics and the optimiser."""
 
     def __init__(self, model_config: dict, train_config: dict, pretrained: bool = False,
@@ -152,7 +105,6 @@ class AvsTask(L.LightningModule):
         self.train_config = AvsTrainConfig(**train_config)
         self.val_miou, self.val_fscore = AvsMIoU(), AvsFScore()
         self.test_miou, self.test_fscore = AvsMIoU(), AvsFScore()
-        self.strict_loading = False  # checkpoints hold no frozen backbone weights
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Mask logits (B, T, H_m, W_m) of a collated batch."""
@@ -188,14 +140,6 @@ class AvsTask(L.LightningModule):
     def configure_optimizers(self):
         return torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=self.train_config.lr)
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["state_dict"] = trainable_state(self, checkpoint["state_dict"], "model.backbone.backbone.")
-        checkpoint["rng"] = rng_state()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if "rng" in checkpoint:
-            set_rng_state(checkpoint["rng"])
-
 
 @dataclass
 class AvsTrainResult:
@@ -214,87 +158,39 @@ def train_avs(data: str | Path, out: str | Path, model_config: AvsModelConfig, t
     """Train an AVS model on a prepared cache into the run folder ``out`` (see module doc).
 
     The mask size of the model is the cache's (``avs.json``)."""
-    import json
-
     start = time.monotonic()
-    out = Path(out)
-    last = out / "checkpoints" / "last.ckpt"
-    run_file = out / RUN_CONFIG
-    if resume:
-        if not last.exists():
-            raise ConfigError(f"{out}: nothing to resume (no checkpoints/last.ckpt); start without --resume")
-    elif last.exists() or (out / "best.safetensors").exists():
-        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    out = check_run_dir(out, resume)
     L.seed_everything(train_config.seed, workers=True, verbose=False)
     dm = AvsDataModule(data, backbone=model_config.backbone, batch_size=train_config.batch_size,
                        seed=train_config.seed, num_workers=train_config.num_workers)
-    if model_config.mask_size != dm.mask_size:
-        model_config = dataclasses.replace(model_config, mask_size=dm.mask_size)
-    if resume and json.loads(run_file.read_text())["model"] != model_config.to_dict():
-        raise ConfigError(f"{out}: --resume with other model settings than the run's ({run_file})")
-    task = AvsTask(model_config.to_dict(), dataclasses.asdict(train_config), pretrained, backbone_weights)
-    task.model.backbone.checkpointing = model_config.checkpointing
+    model_config = dataclasses.replace(model_config, mask_size=dm.mask_size)
     meta = {"task": "avs", "subset": dm.subset, "pretrained": pretrained, "backbone_weights": backbone_weights,
             "frontend": dm.manifest["frontend"]["name"], "frame_size": dm.manifest["frame_size"]}
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        atomic_write_json(run_file, {"model": model_config.to_dict(), "train": dataclasses.asdict(train_config),
-                                     "data": str(Path(data).resolve()), "meta": meta})
-    export = ExportBest(out / "best.safetensors", MONITOR, meta)
-    callbacks = [
-        export,
-        L.pytorch.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=train_config.patience),
-        L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,
-                                            enable_version_counter=False),
-    ]
-    loggers = [L.pytorch.loggers.CSVLogger(out, name="", version="logs")]
-    trainer = L.Trainer(
-        accelerator=_accelerator(),
-        devices=train_config.devices,
-        # ln_before of the AVS adapters, path4.rcu1 and (without TPAVI) audio_linear get no gradient (authors')
-        strategy="ddp_find_unused_parameters_true" if train_config.devices > 1 else "auto",
-        precision=train_config.precision,
-        max_epochs=train_config.epochs,
-        callbacks=callbacks,
-        logger=loggers,
-        plugins=[AtomicCheckpointIO()],
-        use_distributed_sampler=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-    )
-    trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume else None)
+    record_run(out, resume, model=model_config.to_dict(), train=train_config, data=data, meta=meta)
+    task = AvsTask(model_config.to_dict(), dataclasses.asdict(train_config), pretrained, backbone_weights)
+    task.model.backbone.checkpointing = model_config.checkpointing
+    export = ExportBest(out / ADAPTER_FILE, MONITOR, meta)
+    # ln_before of the AVS adapters, path4.rcu1 and (without TPAVI) audio_linear get no gradient (authors')
+    trainer = make_trainer(out, train_config, export, progress=progress, find_unused_parameters=True)
+    trainer.fit(task, datamodule=dm, ckpt_path=str(last_checkpoint(out)) if resume else None)
     test_result = None
-    if test and trainer.is_global_zero and (out / "best.safetensors").exists():
-        test_result = evaluate_avs(out / "best.safetensors", data, split="test", backbone_weights=backbone_weights,
+    if test and trainer.is_global_zero and (out / ADAPTER_FILE).exists():
+        test_result = evaluate_avs(out / ADAPTER_FILE, data, split="test", backbone_weights=backbone_weights,
                                    progress=False)
-    result = AvsTrainResult(out, out / "best.safetensors", export.best_epoch, export.best, test_result,
+    result = AvsTrainResult(out, out / ADAPTER_FILE, export.best_epoch, export.best, test_result,
                             trainer.current_epoch, time.monotonic() - start)
-    if trainer.is_global_zero:
-        atomic_write_json(out / "results.json", {
-            "best_epoch": result.best_epoch, "best_val_miou": result.best_val_miou,
-            "test_miou": test_result and test_result["miou"], "test_fscore": test_result and test_result["fscore"],
-            "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1),
-        })
+    write_results(out, trainer, {
+        "best_epoch": result.best_epoch, "best_val_miou": result.best_val_miou,
+        "test_miou": test_result and test_result["miou"], "test_fscore": test_result and test_result["fscore"],
+        "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1),
+    })
     return result
 
 
 def load_avs_model(checkpoint: str | Path, *, backbone_weights: str | None = None) -> tuple[AvsModel, dict]:
     """An AvsModel rebuilt from an adapter file (config + meta inside), in eval mode; returns (model, meta)."""
-    from lavish.models.weights import load_adapter_into, read_adapter
-
-    config, meta, _ = read_adapter(checkpoint)
-    if meta.get("task") != "avs":
-        raise ConfigError(f"checkpoint {checkpoint} is a {meta.get('task', 'ave')!r} model, not an AVS one")
-    try:
-        model_config = AvsModelConfig.from_dict(config)
-    except (TypeError, KeyError, LavishError) as err:
-        raise ConfigError(f"checkpoint {checkpoint} holds an unusable model configuration ({err})") from None
-    weights = backbone_weights or meta.get("backbone_weights")
-    model = AvsModel(model_config, pretrained=bool(meta.get("pretrained")), backbone_weights=weights)
-    load_adapter_into(model, checkpoint, model_config.to_dict())
-    return model.eval(), meta
+    return load_task_model(checkpoint, task="avs", config_cls=AvsModelConfig, model_cls=AvsModel,
+                           backbone_weights=backbone_weights)
 
 
 def baseline_scores(data: str | Path, *, backbone: str, split: str = "test") -> dict:

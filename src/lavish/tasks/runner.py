@@ -1,10 +1,11 @@
-"""What every task's training shares: settings validation, the run folder, the Lightning Trainer, results.
+"""What every task's training shares: settings validation, sharded split loaders, the run folder, the Lightning
+Trainer, results.
 
 A run folder holds ``run.json`` (model, training settings, data, meta; written once), ``checkpoints/last.ckpt``
 (every epoch, atomic; what ``--resume`` reads), ``best.safetensors`` (the adapter file of the best validation
 epoch), ``logs/metrics.csv`` (+ TensorBoard if installed) and ``results.json``. Tasks bring their
-LightningModule (mixing in :class:`TrainableCheckpoints`), DataModule and meta; the loop, devices, precision,
-DDP and checkpoints are Lightning's, configured here once.
+LightningModule (mixing in :class:`TrainableCheckpoints`), DataModule (a :class:`SplitDataModule`) and meta; the
+loop, devices, precision, DDP and checkpoints are Lightning's, configured here once.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import lightning as L
 import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from lavish.data.cache import atomic_write_json
-from lavish.errors import ConfigError, LavishError
+from lavish.data.cache import atomic_write_json, check_manifest
+from lavish.errors import ConfigError, DataError, LavishError
+from lavish.models.input_spec import input_spec
 from lavish.tasks.checkpointing import AtomicCheckpointIO, ExportBest, rng_state, set_rng_state, trainable_state
 from lavish.tasks.sync_bn import AllReduceSyncBatchNorm
 
@@ -82,6 +85,60 @@ class TrainableCheckpoints:
             set_rng_state(checkpoint["rng"])
 
 
+class SplitDataModule(L.LightningDataModule):
+    """Train / val / test loaders of a prepared cache, checked against the backbone's input spec.
+
+    Every split goes through a seeded ``SAMPLER`` (a DistributedSampler, also with one process) and each of N
+    processes takes ``batch_size / N`` items, so N processes see the same global batches as one. Subclasses set
+    ``TASK``, ``COLLATE`` (items -> batch dict), ``ITEMS`` (what the split holds, for the empty-split error) and
+    build a split's dataset in :meth:`make_dataset`.
+    """
+
+    TASK: ClassVar[str]
+    COLLATE: ClassVar[Callable[[list[dict]], dict]]
+    ITEMS: ClassVar[str] = "prepared videos"
+    SAMPLER: ClassVar[type[DistributedSampler]] = DistributedSampler
+
+    def __init__(self, cache_dir: str | Path, *, backbone: str, batch_size: int, seed: int,
+                 num_workers: int = 0) -> None:
+        super().__init__()
+        self.cache_dir = Path(cache_dir)
+        spec = input_spec(backbone, self.TASK)
+        self.manifest = check_manifest(self.cache_dir, task=self.TASK, frame_size=spec.frame_size,
+                                       frontend_name=spec.audio_frontend)
+        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        self.datasets: dict[str, Dataset] = {}
+
+    def make_dataset(self, split: str) -> Dataset:
+        raise NotImplementedError(f"{type(self).__name__} does not say how to read a split")
+
+    def dataset(self, split: str) -> Dataset:
+        """The split's dataset (built once); a split with no item is a DataError."""
+        if split not in self.datasets:
+            ds = self.make_dataset(split)
+            if len(ds) == 0:
+                raise DataError(f"{self.cache_dir}: split {split!r} has no {self.ITEMS}")
+            self.datasets[split] = ds
+        return self.datasets[split]
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        ds = self.dataset(split)
+        sampler = self.SAMPLER(ds, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
+        return DataLoader(ds, batch_size=self.batch_size // world, sampler=sampler, num_workers=self.num_workers,
+                          collate_fn=type(self).COLLATE, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+
 def last_checkpoint(out: Path) -> Path:
     return Path(out) / "checkpoints" / "last.ckpt"
 
@@ -112,8 +169,14 @@ def accelerator() -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def make_trainer(out: Path, cfg: TrainConfig, export: ExportBest, *, progress: bool = True) -> L.Trainer:
-    """The Lightning Trainer of every task: DDP for devices > 1, synced BatchNorm, atomic checkpoints."""
+def make_trainer(out: Path, cfg: TrainConfig, export: ExportBest, *, progress: bool = True,
+                 find_unused_parameters: bool = False) -> L.Trainer:
+    """The Lightning Trainer of every task: DDP for devices > 1, synced BatchNorm, atomic checkpoints.
+
+    ``find_unused_parameters``: DDP tolerates trainable parameters that get no gradient in a step (AVS has modules
+    the authors count as trainable but never use); it costs a graph traversal per step, so only tasks that need it
+    ask for it.
+    """
     callbacks = [
         export,
         L.pytorch.callbacks.EarlyStopping(monitor=export.monitor, mode="max", patience=cfg.patience),
@@ -128,13 +191,14 @@ def make_trainer(out: Path, cfg: TrainConfig, export: ExportBest, *, progress: b
     except ModuleNotFoundError:
         pass
     device = accelerator()
+    strategy = "auto" if cfg.devices == 1 else "ddp_find_unused_parameters_true" if find_unused_parameters else "ddp"
     plugins: list = [AtomicCheckpointIO()]
     if cfg.devices > 1 and device == "cpu":
         plugins.append(AllReduceSyncBatchNorm())  # torch's SyncBatchNorm refuses CPU modules
     return L.Trainer(
         accelerator=device,
         devices=cfg.devices,
-        strategy="ddp" if cfg.devices > 1 else "auto",
+        strategy=strategy,
         sync_batchnorm=cfg.devices > 1 and device != "cpu",
         precision=cfg.precision,
         max_epochs=cfg.epochs,
