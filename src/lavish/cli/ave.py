@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lavish.cli.options import adapter_from_args, add_model_options, apply_config_file
+from lavish.cli.options import adapter_from_args, add_train_options, apply_config_file
 from lavish.errors import ConfigError
 
 
@@ -38,28 +38,9 @@ def info_model(args: argparse.Namespace):
 
 def register_train(tasks) -> None:
     p = tasks.add_parser("ave", help="audio-visual event localisation (AVE)", description=__doc__)
-    p.add_argument("--data", required=False, help="prepared cache folder (lavish prepare)")
-    p.add_argument("--out", required=False, help="run folder: checkpoints, logs, best.safetensors")
-    p.add_argument("--config", help="YAML file of settings (command-line flags win)")
-    add_model_options(p)
-    g = p.add_argument_group("backbone weights")
-    g.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
-                   help="random-init backbone (demo and tests; a real run uses pretrained weights)")
-    g.add_argument("--backbone-weights", help="local timm checkpoint of the backbone (offline machines)")
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int, help="videos per step, over all devices (default 2)")
-    t.add_argument("--lr", type=float, help="adapter learning rate (default 5e-5)")
+    _, t = add_train_options(p, task="ave", unit="videos", lr_help="adapter learning rate (default 5e-5)")
     t.add_argument("--lr-head", type=float, help="head learning rate (default 4e-6)")
-    t.add_argument("--patience", type=int, help="early stopping patience in epochs (default 5)")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"))
-    t.add_argument("--devices", type=int, help="processes (CPU) or GPUs for DDP (default 1)")
-    t.add_argument("--num-workers", type=int, help="data loader workers (default 0)")
-    t.add_argument("--checkpointing", action="store_true", default=None, help="activation checkpointing of blocks")
     t.add_argument("--extra-audio-features", help="h5 file of per-second audio features (Table 8, VGGish)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    t.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=run_train, task="ave")
 
 

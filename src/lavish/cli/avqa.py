@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from lavish.cli.options import adapter_from_args, add_model_options, apply_config_file
+from lavish.cli.options import adapter_from_args, add_train_options, apply_config_file
 from lavish.errors import ConfigError
 
 
@@ -43,34 +43,16 @@ def info_model(args: argparse.Namespace):
 
 def register_train(tasks) -> None:
     p = tasks.add_parser("avqa", help="audio-visual question answering (MUSIC-AVQA)", description=__doc__)
-    p.add_argument("--data", required=False, help="prepared cache folder (lavish prepare avqa)")
-    p.add_argument("--out", required=False, help="run folder: checkpoints, logs, best.safetensors")
-    p.add_argument("--config", help="YAML file of settings (command-line flags win)")
-    add_model_options(p)
-    g = p.add_argument_group("backbone weights")
-    g.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
-                   help="random-init backbone (demo and tests; a real run uses pretrained weights)")
-    g.add_argument("--backbone-weights", help="local timm checkpoint of the backbone (offline machines)")
+    g, t = add_train_options(p, task="avqa", unit="questions",
+                             lr_help="learning rate at --base-batch-size (default 8e-5)")
     g.add_argument("--frozen-norms", dest="train_norms", action="store_false", default=None,
                    help="keep the backbone LayerNorms frozen (the authors train them: --is_vit_ln 1)")
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, help="default 30")
-    t.add_argument("--batch-size", type=int, help="questions per step over all devices (default 1)")
-    t.add_argument("--lr", type=float, help="learning rate at --base-batch-size (default 8e-5)")
     t.add_argument("--lr-rule", choices=("constant", "sqrt", "linear"),
                    help="scale lr with batch/base-batch: constant, sqrt (default), linear (add --warmup-steps)")
     t.add_argument("--base-batch-size", type=int, help="batch size the --lr is meant for (default 1)")
     t.add_argument("--warmup-steps", type=int, help="linear lr warm-up over this many steps (default 0)")
     t.add_argument("--step-size", type=int, help="StepLR period in epochs (default 8)")
     t.add_argument("--gamma", type=float, help="StepLR factor (default 0.1)")
-    t.add_argument("--patience", type=int, help="early stopping patience in epochs (default 5)")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"))
-    t.add_argument("--devices", type=int, help="processes (CPU) or GPUs for DDP (default 1)")
-    t.add_argument("--num-workers", type=int, help="data loader workers (default 0)")
-    t.add_argument("--checkpointing", action="store_true", default=None, help="activation checkpointing of blocks")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    t.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=run_train, task="avqa")
 
 

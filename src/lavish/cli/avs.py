@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from lavish.cli.options import adapter_from_args, add_model_options, apply_config_file
+from lavish.cli.options import adapter_from_args, add_train_options, apply_config_file
 from lavish.errors import ConfigError
 
 
@@ -52,30 +52,12 @@ def register_train(tasks) -> None:
     from lavish.models.avs import TPAVI_PRESETS
 
     p = tasks.add_parser("avs", help="audio-visual segmentation (AVSBench S4 / MS3)", description=__doc__)
-    p.add_argument("--data", required=False, help="prepared cache folder (lavish prepare avs)")
-    p.add_argument("--out", required=False, help="run folder: checkpoints, logs, best.safetensors")
     p.add_argument("--subset", choices=list(SUBSETS), help="AVSBench subset the cache must hold (default: any)")
-    p.add_argument("--config", help="YAML file of settings (command-line flags win)")
-    add_model_options(p)
-    p.add_argument("--tpavi", choices=list(TPAVI_PRESETS),
+    _, t = add_train_options(p, task="avs", unit="clips",
+                             lr_help="learning rate of everything trainable (default 1e-4)")
+    t.add_argument("--tpavi", choices=list(TPAVI_PRESETS),
                    help="TPAVI stages: none (README run, default) or all four (train.sh)")
-    p.add_argument("--decoder-channels", type=int, help="decoder width (default 256, the authors')")
-    g = p.add_argument_group("backbone weights")
-    g.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
-                   help="random-init backbone (demo and tests; a real run uses pretrained weights)")
-    g.add_argument("--backbone-weights", help="local timm checkpoint of the backbone (offline machines)")
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int, help="clips per step, over all devices (default 4)")
-    t.add_argument("--lr", type=float, help="learning rate of everything trainable (default 1e-4)")
-    t.add_argument("--patience", type=int, help="early stopping patience in epochs (default 5)")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"))
-    t.add_argument("--devices", type=int, help="processes (CPU) or GPUs for DDP (default 1)")
-    t.add_argument("--num-workers", type=int, help="data loader workers (default 0)")
-    t.add_argument("--checkpointing", action="store_true", default=None, help="activation checkpointing of blocks")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    t.add_argument("--no-progress", dest="progress", action="store_false")
+    t.add_argument("--decoder-channels", type=int, help="decoder width (default 256, the authors')")
     p.set_defaults(func=run_train, task="avs")
 
 

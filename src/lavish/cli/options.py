@@ -29,6 +29,34 @@ def add_model_options(parser: argparse.ArgumentParser, *, default_backbone: str 
     parser.set_defaults(default_backbone=default_backbone)
 
 
+def add_train_options(parser: argparse.ArgumentParser, *, task: str, unit: str, lr_help: str):
+    """The options every ``lavish train TASK`` has; returns (weights group, training group) for task extras.
+
+    unit: what one batch element is ("videos", "clips", "questions"); lr_help: the --lr help text.
+    """
+    parser.add_argument("--data", help=f"prepared cache folder (lavish prepare {task})")
+    parser.add_argument("--out", help="run folder: checkpoints, logs, best.safetensors")
+    parser.add_argument("--config", help="YAML file of settings (command-line flags win)")
+    add_model_options(parser)
+    g = parser.add_argument_group("backbone weights")
+    g.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
+                   help="random-init backbone (demo and tests; a real run uses pretrained weights)")
+    g.add_argument("--backbone-weights", help="local timm checkpoint of the backbone (offline machines)")
+    t = parser.add_argument_group("training")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int, help=f"{unit} per step, over all devices")
+    t.add_argument("--lr", type=float, help=lr_help)
+    t.add_argument("--patience", type=int, help="early stopping patience in epochs (default 5)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"))
+    t.add_argument("--devices", type=int, help="processes (CPU) or GPUs for DDP (default 1)")
+    t.add_argument("--num-workers", type=int, help="data loader workers (default 0)")
+    t.add_argument("--checkpointing", action="store_true", default=None, help="activation checkpointing of blocks")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--no-progress", dest="progress", action="store_false")
+    return g, t
+
+
 def resolve_model_defaults(args: argparse.Namespace) -> None:
     """Fill the model options still unset (after any config file) with their defaults."""
     args.backbone = args.backbone or args.default_backbone
