@@ -209,25 +209,22 @@ class LavishBackbone(nn.Module):
         The streams that run are those of ``modalities``; the other input is ignored (may be None).
         """
         fam = self.family
-        a = fam.embed(self.audio_image(audio))[0] if "a" in self.modalities else None
+        a, grid_a = fam.embed(self.audio_image(audio)) if "a" in self.modalities else (None, None)
         v, grid_v = fam.embed(visual) if "v" in self.modalities else (None, None)
-        if a is not None and v is None:
-            grid = fam.embed(self.audio_image(audio[:1]))[1]
-        else:
-            grid = grid_v
+        grid = grid_v if v is not None else grid_a
         joint = self.batch_streams and a is not None and v is not None and a.shape == v.shape
         n_audio = a.shape[0] if a is not None else 0
         x = torch.cat([a, v]) if joint else None
         stages = []
         for i, unit in enumerate(self.units):
-            if unit.downsample is not None:
-                ref = x if joint else (v if v is not None else a)
-                new_grid = fam.downsample(unit, ref[:1], grid)[1]
+            if unit.downsample is not None:  # Swin-V2 only, where both streams share the grid
                 if joint:
-                    x = fam.downsample(unit, x, grid)[0]
+                    x, grid = fam.downsample(unit, x, grid)
                 else:
-                    a, v = (None if t is None else fam.downsample(unit, t, grid)[0] for t in (a, v))
-                grid = new_grid
+                    a_out = fam.downsample(unit, a, grid) if a is not None else (None, None)
+                    v_out = fam.downsample(unit, v, grid) if v is not None else (None, None)
+                    (a, grid_a), (v, grid_v) = a_out, v_out
+                    grid = grid_v if v is not None else grid_a
             if joint:
                 x = self._run(self._joint_block, i, x, n_audio, grid)
                 v = x[n_audio:]
