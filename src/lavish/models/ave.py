@@ -7,31 +7,27 @@ as the authors.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from lavish.errors import ConfigError
-from lavish.models.adapters import PRESETS, AdapterConfig, config_from_dict
+from lavish.models.adapters import AdapterConfig
 from lavish.models.backbone import LavishBackbone, create_backbone
+from lavish.models.task_config import TaskModelConfig, preset_adapter
 from lavish.models.heads import AveHead
 
 AVE_NUM_CLASSES = 29  # 28 events + background
 
 
-def _default_adapter() -> AdapterConfig:
-    return dataclasses.replace(PRESETS["ave"])
-
-
 @dataclass
-class AveModelConfig:
+class AveModelConfig(TaskModelConfig):
     """Model settings (defaults: the paper's best AVE model, spec section 4)."""
 
     backbone: str = "swinv2_large_window12_192"
-    adapter: AdapterConfig = field(default_factory=_default_adapter)
+    adapter: AdapterConfig = preset_adapter("ave")
     modalities: str = "av"
     num_classes: int = AVE_NUM_CLASSES
     extra_audio_dim: int = 0
@@ -45,17 +41,6 @@ class AveModelConfig:
         if self.extra_audio_dim < 0:
             raise ConfigError(f"extra_audio_dim={self.extra_audio_dim} is not valid: it must be >= 0")
 
-    def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["adapter"] = self.adapter.to_dict()
-        data.pop("checkpointing")  # a runtime choice, not part of the model
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "AveModelConfig":
-        data = dict(data)
-        data["adapter"] = config_from_dict(data["adapter"])
-        return cls(**data)
 
 
 class AveModel(nn.Module):

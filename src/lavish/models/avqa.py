@@ -29,8 +29,7 @@ Where we differ from the authors' code, and why:
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,8 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lavish.errors import ConfigError
-from lavish.models.adapters import PRESETS, AdapterConfig, config_from_dict
+from lavish.models.adapters import AdapterConfig
 from lavish.models.backbone import LavishBackbone, create_backbone
+from lavish.models.task_config import TaskModelConfig, preset_adapter
 
 #: the official release: 93 question tokens + '<unk>' and 42 answers (spec 3.3)
 AVQA_QUESTION_VOCAB = 94
@@ -50,16 +50,12 @@ HIDDEN = 512
 UNUSED_MODULES = ("fc_a1", "fc_a1_pure", "fc_a2_pure", "fc_v", "fc_st", "fc", "fc_aq", "fc_vq", "norm3")
 
 
-def _default_adapter() -> AdapterConfig:
-    return dataclasses.replace(PRESETS["avqa"])
-
-
 @dataclass
-class AvqaModelConfig:
+class AvqaModelConfig(TaskModelConfig):
     """Model settings; defaults are the authors' AVQA run (spec 4: m=64, r=8, G=4, Swin LayerNorms trained)."""
 
     backbone: str = "swinv2_large_window12_192"
-    adapter: AdapterConfig = field(default_factory=_default_adapter)
+    adapter: AdapterConfig = preset_adapter("avqa")
     question_vocab: int = AVQA_QUESTION_VOCAB
     """rows of the word embedding (question vocabulary incl. '<pad>' and '<unk>')"""
     num_answers: int = AVQA_NUM_ANSWERS
@@ -73,17 +69,6 @@ class AvqaModelConfig:
         if self.num_answers < 2:
             raise ConfigError(f"num_answers={self.num_answers} is not valid: it must be at least 2")
 
-    def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["adapter"] = self.adapter.to_dict()
-        data.pop("checkpointing")  # a runtime choice, not part of the model
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "AvqaModelConfig":
-        data = dict(data)
-        data["adapter"] = config_from_dict(data["adapter"])
-        return cls(**data)
 
 
 class QuestionEncoder(nn.Module):

@@ -30,8 +30,7 @@ unit adds ``relu(x)`` (their in-place ReLU rewrites the skip input), written her
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,8 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lavish.errors import ConfigError
-from lavish.models.adapters import PRESETS, AdapterConfig, config_from_dict
+from lavish.models.adapters import AdapterConfig
 from lavish.models.backbone import LavishBackbone, create_backbone
+from lavish.models.task_config import TaskModelConfig, preset_adapter
 
 #: channel widths the AVSBench decoder reads (PVT-v2-b5 stages)
 DECODER_INPUTS = (64, 128, 320, 512)
@@ -51,16 +51,12 @@ TPAVI_PRESETS: dict[str, tuple[int, ...]] = {"none": (), "all": (0, 1, 2, 3)}
 MASK_SIZE = 224
 
 
-def _default_adapter() -> AdapterConfig:
-    return dataclasses.replace(PRESETS["avs"])
-
-
 @dataclass
-class AvsModelConfig:
+class AvsModelConfig(TaskModelConfig):
     """Model settings (defaults: the authors' AVS-S4 README run, spec sections 3.2 and 4)."""
 
     backbone: str = "swinv2_large_window12_192"
-    adapter: AdapterConfig = field(default_factory=_default_adapter)
+    adapter: AdapterConfig = preset_adapter("avs")
     modalities: str = "av"
     """"av" (LAVISH) or "v" (vision only; no audio stream, no TPAVI)"""
     tpavi_stages: tuple[int, ...] = ()
@@ -90,19 +86,6 @@ class AvsModelConfig:
         base = [max(1, round(s / 32)) for s in self.mask_size]
         return [(base[0] * 2 ** (3 - k), base[1] * 2 ** (3 - k)) for k in range(4)]
 
-    def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["adapter"] = self.adapter.to_dict()
-        data["tpavi_stages"] = list(self.tpavi_stages)
-        data["mask_size"] = list(self.mask_size)
-        data.pop("checkpointing")  # a runtime choice, not part of the model
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "AvsModelConfig":
-        data = dict(data)
-        data["adapter"] = config_from_dict(data["adapter"])
-        return cls(**data)
 
 
 class ClassifierModule(nn.Module):
