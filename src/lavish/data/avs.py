@@ -98,8 +98,12 @@ class AvsRecord:
         return tuple(i for i, m in enumerate(self.masks) if m is not None)
 
 
-def read_avs(root: Path | str, subset: str = "s4") -> list[AvsRecord]:
-    """All clips listed in the subset's meta csv under ``root``, with their file paths checked to exist."""
+def scan_avs(root: Path | str, subset: str = "s4") -> tuple[list[AvsRecord], dict[str, str]]:
+    """(clips of the subset's meta csv whose files all exist, name -> one-line reason for every other row).
+
+    A bad csv as a whole (missing, empty, header without the needed columns) raises DataError; a bad row (too
+    few fields, empty name, unknown split, missing file) is reported, named by csv path and line number.
+    """
     if subset not in SUBSETS:
         raise DataError(f"unknown AVSBench subset {subset!r}: choose one of {', '.join(SUBSETS)}")
     layout = SUBSETS[subset]
@@ -120,18 +124,23 @@ def read_avs(root: Path | str, subset: str = "s4") -> list[AvsRecord]:
     if lacking:
         raise DataError(f"{csv_path}:1: header lacks column(s) {', '.join(lacking)} (found {', '.join(header)})")
     col = {c: header.index(c) for c in needed}
-    records = []
+    records, failed = [], {}
     for number, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
+        name = row[0].strip()
+        where = f"{csv_path}:{number}"
         if len(row) < len(header):
-            raise DataError(f"{csv_path}:{number}: {len(row)} fields, header has {len(header)}")
-        name, split = row[0].strip(), row[col["split"]].strip()
+            failed[name or f"line{number}"] = f"{where}: {len(row)} fields, header has {len(header)}"
+            continue
+        if not name:
+            failed[f"line{number}"] = f"{where}: empty video name"
+            continue
+        split = row[col["split"]].strip()
         category = row[col["category"]].strip() if layout.has_category else ""
         if split not in SPLITS:
-            raise DataError(f"{csv_path}:{number}: split {split!r} is not one of {', '.join(SPLITS)}")
-        if not name:
-            raise DataError(f"{csv_path}:{number}: empty video name")
+            failed[name] = f"{where}: split {split!r} is not one of {', '.join(SPLITS)}"
+            continue
         fill = dict(split=split, category=category, name=name)
         frames = tuple(data / layout.frame.format(k=k, **fill) for k in range(1, NUM_FRAMES + 1))
         masks = tuple(
@@ -139,10 +148,19 @@ def read_avs(root: Path | str, subset: str = "s4") -> list[AvsRecord]:
             for k in range(1, NUM_FRAMES + 1)
         )
         audio = data / layout.audio.format(**fill)
-        for path in (*frames, *(m for m in masks if m is not None), audio):
-            if not path.is_file():
-                raise DataError(f"{csv_path}:{number}: video {name!r} ({split}): missing file {path}")
+        missing = [p for p in (*frames, *(m for m in masks if m is not None), audio) if not p.is_file()]
+        if missing:
+            failed[name] = f"{where}: video {name!r} ({split}): missing file {missing[0]}"
+            continue
         records.append(AvsRecord(name, category, split, frames, masks, audio, number))
+    return records, failed
+
+
+def read_avs(root: Path | str, subset: str = "s4") -> list[AvsRecord]:
+    """All clips listed in the subset's meta csv under ``root``; DataError at the first bad row."""
+    records, failed = scan_avs(root, subset)
+    if failed:
+        raise DataError(next(iter(failed.values())))
     return records
 
 

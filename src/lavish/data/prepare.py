@@ -312,58 +312,6 @@ def _avs_subset(root: Path) -> str:
     return found[0]
 
 
-def _avs_rows(root: Path, subset: str) -> tuple[list, dict[str, str], dict[str, Path]]:
-    """(records whose files all exist, name -> reason for the others, name -> csv path shown in failed.tsv).
-
-    The csv itself is checked by :func:`lavish.data.avs.read_avs` rules (header, splits, field counts) but a
-    row naming missing files is reported instead of stopping the run.
-    """
-    import csv as csv_module
-
-    from lavish.data import avs
-
-    layout = avs.SUBSETS[subset]
-    csv_path, data = root / layout.csv, root / layout.data_dir
-    if not data.is_dir():
-        raise DataError(f"{root}: not an AVSBench {subset.upper()} folder, missing {layout.data_dir}/")
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv_module.reader(f))
-    if not rows:
-        raise DataError(f"{csv_path}: empty file")
-    header = [h.strip() for h in rows[0]]
-    needed = ["split"] + (["category"] if layout.has_category else [])
-    lacking = [c for c in needed if c not in header]
-    if lacking:
-        raise DataError(f"{csv_path}:1: header lacks column(s) {', '.join(lacking)} (found {', '.join(header)})")
-    records, failed, where = [], {}, {}
-    for number, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        name = row[0].strip() if row else ""
-        key = name or f"line{number}"
-        where[key] = csv_path
-        if len(row) < len(header) or not name:
-            failed[key] = f"{csv_path}:{number}: {len(row)} fields, header has {len(header)}" if name else \
-                f"{csv_path}:{number}: empty video name"
-            continue
-        split = row[header.index("split")].strip()
-        category = row[header.index("category")].strip() if layout.has_category else ""
-        if split not in avs.SPLITS:
-            failed[key] = f"{csv_path}:{number}: split {split!r} is not one of {', '.join(avs.SPLITS)}"
-            continue
-        fill = dict(split=split, category=category, name=name)
-        frames = tuple(data / layout.frame.format(k=k, **fill) for k in range(1, avs.NUM_FRAMES + 1))
-        masks = tuple(data / layout.mask.format(k=k, **fill) if k in layout.annotated[split] else None
-                      for k in range(1, avs.NUM_FRAMES + 1))
-        audio = data / layout.audio.format(**fill)
-        missing = [p for p in (*frames, *(m for m in masks if m is not None), audio) if not p.is_file()]
-        if missing:
-            failed[key] = f"{csv_path}:{number}: video {name!r} ({split}): missing file {missing[0]}"
-            continue
-        records.append(avs.AvsRecord(name, category, split, frames, masks, audio, number))
-    return records, failed, where
-
-
 def _prepare_avs_one(record, out: str, frame_size: tuple[int, int], frontend, mask_size: tuple[int, int]):
     """Worker: frames (resized bicubic to frame_size), masks (nearest to mask_size), 5 spectrograms of the wav.
 
@@ -427,7 +375,7 @@ def prepare_avs(root: Path | str, out: Path | str, *, frame_size: tuple[int, int
     start = time.monotonic()
     root, out = Path(root), Path(out)
     subset = _avs_subset(root)
-    records, failed, where = _avs_rows(root, subset)
+    records, failed = avs.scan_avs(root, subset)
     settings = cache.CacheSettings(
         task="avs",
         frame_size=tuple(int(v) for v in frame_size),
@@ -482,7 +430,7 @@ def prepare_avs(root: Path | str, out: Path | str, *, frame_size: tuple[int, int
               "has_audio": True} for rec in kept]
     labels = np.array([[m is not None for m in rec.masks] for rec in kept], dtype=np.int64).reshape(-1, avs.NUM_FRAMES)
     splits = {s: [i for i, rec in enumerate(kept) if rec.split == s] for s in avs.SPLITS}
-    paths = {name: where.get(name, root / avs.SUBSETS[subset].csv) for name in report.failed}
+    paths = dict.fromkeys(report.failed, root / avs.SUBSETS[subset].csv)
     write_failed(out, paths, report.failed)
     classes = sorted({rec.category for rec in kept if rec.category})
     cache.write_manifest(out, settings, classes=classes, items=items, labels=labels, splits=splits,
