@@ -23,14 +23,13 @@ Deterministic per ``seed`` (video ids too: 11 characters of the YouTube alphabet
 
 from __future__ import annotations
 
-import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from lavish.data.cache import atomic_write_text
 from lavish.errors import ConfigError
 from lavish.media.writer import write_video
 
@@ -146,13 +145,6 @@ def _make_one(job: tuple[Path, int, int, int, int]) -> None:
     write_video(path, frames, FPS, audio, SAMPLE_RATE, "h264", "aac")
 
 
-def _write_text(path: Path, lines: list[str]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-
-
 def make_synthetic_ave(
     root: Path,
     *,
@@ -206,7 +198,7 @@ def make_synthetic_ave(
         splits["valSet.txt"] += members[:n_val]
         splits["testSet.txt"] += members[n_val : n_val + n_test]
         splits["trainSet.txt"] += members[n_val + n_test :]
-    _write_text(root / "Annotations.txt", [HEADER, *rows])
+    atomic_write_text(root / "Annotations.txt", "\n".join([HEADER, *rows]) + "\n")
     for name, members in splits.items():
-        _write_text(root / name, [HEADER, *(rows[i] for i in sorted(members))])
+        atomic_write_text(root / name, "\n".join([HEADER, *(rows[i] for i in sorted(members))]) + "\n")
     return root

@@ -34,14 +34,13 @@ Deterministic per ``seed``; video ids are 8 digits, as the official ones.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from lavish.data.cache import atomic_write_json
 from lavish.data.synthetic_ave import CLASSES, _shape_mask
 from lavish.errors import ConfigError
 from lavish.media.writer import write_video
@@ -154,13 +153,6 @@ def _make_one(job: tuple[Path, int, int, int, int]) -> None:
     write_video(path, frames, FPS, audio, SAMPLE_RATE, "h264", "aac")
 
 
-def _write_json(path: Path, records: list[dict]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(records, f, indent=1)
-    os.replace(tmp, path)
-
-
 def make_synthetic_avqa(
     root: Path,
     *,
@@ -210,5 +202,5 @@ def make_synthetic_avqa(
         for job in jobs:
             _make_one(job)
     for split, recs in records.items():
-        _write_json(root / f"avqa-{split}.json", recs)
+        atomic_write_json(root / f"avqa-{split}.json", recs)
     return root

@@ -13,26 +13,17 @@ Deterministic per ``seed``; every file is written atomically.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 import wave
 from pathlib import Path
 
 import numpy as np
 
 from lavish.data.avs import CLIP_SECONDS, NUM_FRAMES, SUBSETS
+from lavish.data.cache import atomic_write_bytes
 from lavish.data.synthetic_ave import CLASSES, SAMPLE_RATE, _shape_mask
 from lavish.errors import ConfigError
 
 SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
@@ -126,11 +117,11 @@ def make_synthetic_avs(root: Path | str, *, num_videos: int = 40, num_classes: i
         category = CLASSES[sound_class].name.split(" (")[0].replace(" ", "_").lower()
         fill = dict(split=split, category=category, name=name)
         for k in range(1, NUM_FRAMES + 1):
-            _atomic_bytes(data / layout.frame.format(k=k, **fill), _png_bytes(frames[k - 1]))
+            atomic_write_bytes(data / layout.frame.format(k=k, **fill), _png_bytes(frames[k - 1]))
             if k in layout.annotated[split]:
-                _atomic_bytes(data / layout.mask.format(k=k, **fill),
+                atomic_write_bytes(data / layout.mask.format(k=k, **fill),
                               _png_bytes(masks[k - 1].astype(np.uint8) * 255))
-        _atomic_bytes(data / layout.audio.format(**fill), _wav_bytes(audio))
+        atomic_write_bytes(data / layout.audio.format(**fill), _wav_bytes(audio))
         rows.append(f"{name},0,{category},{split}")
-    _atomic_bytes(root / layout.csv, ("\n".join(rows) + "\n").encode())
+    atomic_write_bytes(root / layout.csv, ("\n".join(rows) + "\n").encode())
     return root
