@@ -1,0 +1,78 @@
+"""lavish.tasks.benchmark / ``lavish bench``: real steps of the micro backbone, JSON keys the issue names."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from lavish.cli.main import main
+from lavish.tasks import benchmark
+from lavish.tasks.benchmark import BenchConfig, split_variant
+
+MICRO = "lavish_vit_micro_patch8_64"
+
+
+def test_split_variant_and_unknown_names():
+    assert split_variant("lavish2+ckpt") == ("lavish2", frozenset({"ckpt"}))
+    assert split_variant("floor") == ("floor", frozenset())
+    with pytest.raises(ValueError, match="unknown variant 'lavish3'"):
+        split_variant("lavish3")
+    with pytest.raises(ValueError, match=r"unknown variant 'floor\+fast'"):
+        split_variant("floor+fast")
+
+
+def test_cuda_refused_without_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        BenchConfig(device="cuda")
+    assert BenchConfig().device == "cpu"
+
+
+def test_run_measures_every_variant_with_real_steps():
+    cfg = BenchConfig(backbone=MICRO, videos=1, variants=("floor", "lavish2", "lavish2+ckpt"), repeats=2,
+                      memory=False, eval=True)
+    result = benchmark.run(cfg, log=lambda *a: None)
+    v = result["variants"]
+    assert set(v) == {"floor", "lavish2", "lavish2+ckpt"}
+    for r in v.values():
+        assert len(r["all_s"]) == 2 and all(t > 0 for t in r["all_s"])
+        assert r["gflops_per_step"] > 0 and 0 < r["fraction_of_gemm_peak"]
+    # the adapters' GEMMs are small next to the frozen blocks' (their attention is not counted on the CPU; the
+    # floor's backward also runs through the first block to the patch tokens, which LAVISH's need not):
+    # same FLOPs within 10 %; checkpointing recomputes the forward, so it counts more than without
+    assert v["lavish2"]["gflops_per_step"] == pytest.approx(v["floor"]["gflops_per_step"], rel=0.1)
+    assert v["lavish2+ckpt"]["gflops_per_step"] > v["lavish2"]["gflops_per_step"]
+    assert result["time_ratio"] == pytest.approx(v["lavish2"]["step_s"] / v["floor"]["step_s"])
+    assert result["eval"]["segments_per_s"] > 0 and result["eval"]["predict_10s_clip_s"] > 0
+    sweep = result["adapter_gflops_per_segment"]
+    assert sweep["m=1"] < sweep["m=2"] < sweep["m=64"]  # Fig. 4: cost grows with latent tokens
+    assert "table" not in result and benchmark.table(result).count("\n") >= 4
+
+
+def test_bench_cli_json_has_the_named_keys(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    code = main(["bench", "--task", "ave", "--backbone", MICRO, "--videos", "1", "--repeats", "1",
+                 "--variants", "floor,lavish2", "--no-eval", "--json", "--out", str(out)])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("lavish_step_s", "lavish_peak_mb", "floor_step_s", "floor_peak_mb", "gemm_gflops",
+                "achieved_gflops"):
+        assert isinstance(printed[key], float) and math.isfinite(printed[key]) and printed[key] > 0, key
+    # peak memory from fresh subprocesses: the whole process (interpreter, torch, weights) is well over 50 MB
+    assert printed["floor_peak_mb"] > 50 and printed["lavish_peak_mb"] > 50
+    assert json.loads(out.read_text())["lavish_step_s"] == printed["lavish_step_s"]
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert out.with_suffix(".png").stat().st_size > 1000  # Fig. 4 plot where matplotlib is installed
+
+
+def test_bench_cli_refuses_bad_options(capsys):
+    assert main(["bench", "--backbone", MICRO, "--variants", "floor,nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown variant 'nope'" in err[0]
