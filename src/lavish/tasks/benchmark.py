@@ -532,6 +532,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--out", help=f"JSON file (default {RESULTS}/train_step_<backbone>_<device>.json)")
     p.add_argument("--plot", help="PNG of cost vs latent tokens (Fig. 4); default next to the JSON")
+    p.add_argument("--data", help="prepared AVE cache: also time its training DataLoader (0/1/2 workers) vs the step")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -544,7 +545,14 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 def main_from_args(args: argparse.Namespace) -> dict:
     cfg = config_from_args(args)
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    loading = None
+    if args.data:  # loader time per batch, first so that a bad cache fails fast; imported here, not at the top,
+        # so that the memory children (python -m lavish.tasks.benchmark --child) do not also load Lightning
+        from lavish.tasks.loader_bench import loading_table, measure_loading
+        loading = measure_loading(args.data, batch_size=cfg.videos, device=cfg.device, backbone=cfg.backbone)
     result = run(cfg, log)
+    if loading is not None:
+        result["data_loading"] = loading
     out = Path(args.out) if args.out else RESULTS / f"train_step_{cfg.backbone}_{torch.device(cfg.device).type}.json"
     write_json(result, out)
     png = plot(result, Path(args.plot) if args.plot else out.with_suffix(".png"))
@@ -552,6 +560,8 @@ def main_from_args(args: argparse.Namespace) -> dict:
         print(json.dumps(result))
     else:
         print(table(result))
+        if loading is not None:
+            print(loading_table(loading, step_s=result["variants"].get("lavish2", {}).get("step_s")))
         print(f"wrote {out}" + (f" and {png}" if png else ""))
     return result
 

@@ -85,6 +85,18 @@ class TrainableCheckpoints:
             set_rng_state(checkpoint["rng"])
 
 
+def split_loader(ds: Dataset, *, collate: Callable[[list[dict]], dict], batch_size: int, shuffle: bool, seed: int,
+                 num_workers: int = 0, world: int = 1, rank: int = 0,
+                 sampler: type[DistributedSampler] = DistributedSampler, pin_memory: bool = False) -> DataLoader:
+    """The loader every task trains on: process ``rank`` of ``world`` takes its seeded ``sampler`` shard of ``ds``
+    in batches of ``batch_size // world`` items (``batch_size`` is global), ``collate`` makes the batch dict, and
+    ``num_workers`` > 0 worker processes persist across epochs. Also what :mod:`lavish.tasks.loader_bench` times.
+    """
+    shard = sampler(ds, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
+    return DataLoader(ds, batch_size=batch_size // world, sampler=shard, num_workers=num_workers, collate_fn=collate,
+                      persistent_workers=num_workers > 0, pin_memory=pin_memory)
+
+
 class SplitDataModule(L.LightningDataModule):
     """Train / val / test loaders of a prepared cache, checked against the backbone's input spec.
 
@@ -124,10 +136,9 @@ class SplitDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        ds = self.dataset(split)
-        sampler = self.SAMPLER(ds, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
-        return DataLoader(ds, batch_size=self.batch_size // world, sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=type(self).COLLATE, persistent_workers=self.num_workers > 0)
+        return split_loader(self.dataset(split), collate=type(self).COLLATE, sampler=self.SAMPLER,
+                            batch_size=self.batch_size, shuffle=shuffle, seed=self.seed,
+                            num_workers=self.num_workers, world=world, rank=rank)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)
