@@ -1,6 +1,6 @@
 """The training-cost levers of issue 8 change results only within dtype tolerance.
 
-Levers: bf16 autocast, activation checkpointing of the frozen blocks, both streams through each frozen block as
+Levers: bf16 autocast, activation checkpointing (of the adapters or of whole blocks), both streams through each frozen block as
 one batch (joint tensor with in-place adapter deltas), SDPA kernels for the latent attention, ``torch.compile``.
 Each is compared with the plain fp32 path on micro backbones whose every block and adapter acts (Swin-V2
 post-norms activated, gates opened, stochastic depth off), on outputs and on the gradients of every trainable
@@ -21,6 +21,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from backbone_helpers import activate_post_norms, open_gates
 from lavish.models.adapters import adapter_config
 from lavish.models.adapters.fusion import attend
+from lavish.errors import ConfigError
 from lavish.models.backbone import LavishBackbone, create_backbone
 
 SWIN = "lavish_swinv2_micro_window4_64"
@@ -70,15 +71,50 @@ def test_joint_streams_equal_separate_streams(kind):
     assert_same(run(joint, audio, frames), run(apart, audio, frames), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["blocks", "adapters"])
 @pytest.mark.parametrize("name", [SWIN, VIT])
-def test_checkpointing_changes_nothing(name):
+def test_checkpointing_changes_nothing(name, mode):
     audio, frames = inputs(name)
-    plain, ckpt = make(name), make(name, checkpointing=True)
+    plain, ckpt = make(name), make(name, checkpointing=mode)
+    assert ckpt.checkpointing == mode and make(name, checkpointing=True).checkpointing == "blocks"
     ckpt.load_state_dict(plain.state_dict())
     assert_same(run(plain, audio, frames), run(ckpt, audio, frames), rtol=1e-5, atol=1e-6)
     # BatchNorm running statistics are updated once per step, not again by the recomputation
     for (n, b1), (_, b2) in zip(plain.named_buffers(), ckpt.named_buffers()):
         torch.testing.assert_close(b1, b2, msg=n)
+
+
+def saved_activation_bytes(model: LavishBackbone, audio, frames) -> int:
+    """Bytes of the tensors autograd keeps for backward (unique storages, parameters excluded)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(audio, frames)
+    return sum(seen.values())
+
+
+@pytest.mark.parametrize("name", [SWIN, VIT])
+def test_checkpointing_modes_keep_less_for_backward(name):
+    audio, frames = inputs(name)
+    saved = {mode: saved_activation_bytes(make(name, checkpointing=mode), audio, frames)
+             for mode in ("none", "adapters", "blocks")}
+    # the frozen backbone with a backward through every block (trainable LayerNorms, no adapters)
+    floor = saved_activation_bytes(make(name, kind="none", train_norms=True), audio, frames)
+    # recomputing the adapters leaves about what the frozen backbone alone keeps; whole blocks keep far less
+    assert saved["blocks"] < saved["adapters"] < saved["none"]
+    assert saved["adapters"] <= 1.1 * floor < saved["none"]
+
+
+def test_unknown_checkpointing_mode_is_refused():
+    with pytest.raises(ConfigError, match="checkpointing='layers' is not valid"):
+        make(VIT, checkpointing="layers")
 
 
 @pytest.mark.parametrize("name", [SWIN, VIT])

@@ -53,7 +53,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise ConfigError("train needs --data (a prepared cache) and --out (a run folder)")
     adapter = adapter_from_args(args, args.task)  # also fills the model defaults
     model_config = AveModelConfig(backbone=args.backbone, adapter=adapter, modalities=args.modalities,
-                                  checkpointing=bool(args.checkpointing),
+                                  checkpointing=args.checkpointing or False,
                                   train_norms=False)
     overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "lr_head", "patience", "seed",
                                                "precision", "devices", "num_workers")

@@ -68,7 +68,7 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.data or not args.out:
         raise ConfigError("train needs --data (a prepared cache) and --out (a run folder)")
     adapter = adapter_from_args(args, "avqa")
-    model_config = AvqaModelConfig(backbone=args.backbone, adapter=adapter, checkpointing=bool(args.checkpointing),
+    model_config = AvqaModelConfig(backbone=args.backbone, adapter=adapter, checkpointing=args.checkpointing or False,
                                    train_norms=args.train_norms is not False)
     overrides = {k: getattr(args, k) for k in TRAIN_KEYS if getattr(args, k) is not None}
     if "precision" in overrides:

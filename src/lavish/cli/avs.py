@@ -82,7 +82,7 @@ def run_train(args: argparse.Namespace) -> int:
     model_config = AvsModelConfig(backbone=args.backbone, adapter=adapter, modalities=args.modalities,
                                   tpavi_stages=_tpavi_stages(args.tpavi),
                                   decoder_channels=args.decoder_channels or 256,
-                                  checkpointing=bool(args.checkpointing))
+                                  checkpointing=args.checkpointing or False)
     overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "patience", "seed", "precision",
                                                "devices", "num_workers") if getattr(args, k) is not None}
     if "precision" in overrides:

@@ -51,7 +51,9 @@ def add_train_options(parser: argparse.ArgumentParser, *, task: str, unit: str, 
     t.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"))
     t.add_argument("--devices", type=int, help="processes (CPU) or GPUs for DDP (default 1)")
     t.add_argument("--num-workers", type=int, help="data loader workers (default 0)")
-    t.add_argument("--checkpointing", action="store_true", default=None, help="activation checkpointing of blocks")
+    t.add_argument("--checkpointing", nargs="?", const="blocks", choices=("adapters", "blocks"), default=None,
+                   help="activation checkpointing: recompute the adapters only (most of the memory saving for a few "
+                        "%% of time) or whole blocks (least memory); bare --checkpointing = blocks")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--no-progress", dest="progress", action="store_false")
     return g, t

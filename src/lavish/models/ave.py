@@ -33,7 +33,8 @@ class AveModelConfig(TaskModelConfig):
     extra_audio_dim: int = 0
     """width of precomputed per-second audio features concatenated before the head (Table 8); 0 = none"""
     train_norms: bool = False
-    checkpointing: bool = False
+    checkpointing: bool | str = False
+    """recompute in backward: "none", "adapters" or "blocks" (True = "blocks"); see backbone.CHECKPOINTING"""
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:

@@ -61,7 +61,8 @@ class AvqaModelConfig(TaskModelConfig):
     num_answers: int = AVQA_NUM_ANSWERS
     train_norms: bool = True
     """train the backbone's LayerNorms (the authors' --is_vit_ln 1)"""
-    checkpointing: bool = False
+    checkpointing: bool | str = False
+    """recompute in backward: "none", "adapters" or "blocks" (True = "blocks"); see backbone.CHECKPOINTING"""
 
     def __post_init__(self) -> None:
         if self.question_vocab < 2:

@@ -65,7 +65,8 @@ class AvsModelConfig(TaskModelConfig):
     """(H, W) of the predicted masks"""
     decoder_channels: int = 256
     train_norms: bool = False
-    checkpointing: bool = False
+    checkpointing: bool | str = False
+    """recompute in backward: "none", "adapters" or "blocks" (True = "blocks"); see backbone.CHECKPOINTING"""
 
     def __post_init__(self) -> None:
         self.tpavi_stages = tuple(sorted(int(s) for s in self.tpavi_stages))

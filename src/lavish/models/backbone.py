@@ -28,6 +28,7 @@ from torch.utils.checkpoint import checkpoint
 from lavish.errors import ConfigError
 from lavish.models import micro  # noqa: F401  (registers the demo backbones)
 from lavish.models.adapters import AdapterConfig, LavishConfig, MODALITIES, Streams
+from lavish.models.adapters.slots import add_deltas
 from lavish.models.families import FAMILIES, Unit
 from lavish.models.input_spec import backbone_family
 
@@ -41,6 +42,22 @@ PRETRAINED_TAGS = {
 
 #: seed of the weights of a backbone built without pretrained weights
 RANDOM_INIT_SEED = 0
+
+#: activation checkpointing modes (``checkpointing=``): what is recomputed in the backward pass.
+#: "adapters": only the adapters (their inputs are the block's own inputs, which the frozen block keeps anyway,
+#: so the adapters store nearly nothing; recomputing them costs their forward again, a few % of the step);
+#: "blocks": each block with its adapters (only the block inputs are kept; the whole forward runs twice).
+#: True means "blocks" and False "none".
+CHECKPOINTING = ("none", "adapters", "blocks")
+
+
+def checkpointing_mode(value: bool | str) -> str:
+    """``checkpointing=`` value -> one of :data:`CHECKPOINTING`; ConfigError for anything else."""
+    if isinstance(value, bool):
+        return "blocks" if value else "none"
+    if value not in CHECKPOINTING:
+        raise ConfigError(f"checkpointing={value!r} is not valid: choose one of {', '.join(CHECKPOINTING)}")
+    return value
 
 #: backbones named in the paper, for ``lavish info`` and the docs
 PAPER_BACKBONES = ("vit_base_patch16_224", "vit_large_patch16_224", "swinv2_base_window12_192",
@@ -109,7 +126,8 @@ class LavishBackbone(nn.Module):
         backbone: a timm ViT / Swin-V2 (its parameters are frozen here).
         adapter: adapter configuration (default: LAVISH with the AVE preset).
         modalities: ``"av"`` both streams, ``"v"`` vision only (no audio stream runs), ``"a"`` audio only.
-        checkpointing: recompute each block's activations in the backward pass (less memory, more time).
+        checkpointing: what to recompute in the backward pass (less memory, more time): "none", "adapters",
+            "blocks" (see :data:`CHECKPOINTING`); True = "blocks".
         batch_streams: run the frozen parts of a block on both streams as one batch when shapes allow.
         train_norms: also train the backbone's LayerNorms (the authors' AVQA run, ``--is_vit_ln 1``).
     """
@@ -120,7 +138,7 @@ class LavishBackbone(nn.Module):
         adapter: AdapterConfig | None = None,
         *,
         modalities: str = "av",
-        checkpointing: bool = False,
+        checkpointing: bool | str = False,
         batch_streams: bool = True,
         train_norms: bool = False,
     ) -> None:
@@ -144,6 +162,15 @@ class LavishBackbone(nn.Module):
                     module.requires_grad_(True)
         self._stage_ends = set(self.family.stage_ends())
         self.img_size = tuple(backbone.patch_embed.img_size)
+
+    @property
+    def checkpointing(self) -> str:
+        """What the backward pass recomputes: one of :data:`CHECKPOINTING` (settable, also with a bool)."""
+        return self._checkpointing
+
+    @checkpointing.setter
+    def checkpointing(self, value: bool | str) -> None:
+        self._checkpointing = checkpointing_mode(value)
 
     @property
     def num_features(self) -> int:
@@ -176,8 +203,8 @@ class LavishBackbone(nn.Module):
         """One block with its adapters, streams apart: (B', N, C) tokens of each stream (or None) -> same."""
         unit, slot, fam = self.units[i], self.slots[i], self.family
         pre = Streams(audio, visual)
-        mid = slot.p1(pre, self._frozen(fam.attn_residual, unit.block, pre, grid))
-        out = slot.p2(mid, self._frozen(fam.mlp_residual, unit.block, mid, grid))
+        mid = add_deltas(self._frozen(fam.attn_residual, unit.block, pre, grid), self._deltas(slot.p1, pre))
+        out = add_deltas(self._frozen(fam.mlp_residual, unit.block, mid, grid), self._deltas(slot.p2, mid))
         return out.audio, out.visual
 
     def _joint_block(self, i: int, x: torch.Tensor, n_audio: int, grid) -> torch.Tensor:
@@ -188,13 +215,21 @@ class LavishBackbone(nn.Module):
         concatenation or split copies the streams. Same maths as :meth:`_block`.
         """
         unit, slot, fam = self.units[i], self.slots[i], self.family
-        deltas = slot.p1.deltas(Streams(*x.split(n_audio)))
+        deltas = self._deltas(slot.p1, Streams(*x.split(n_audio)))
         x = _add_rows(fam.attn_residual(unit.block, x, grid), deltas, n_audio)
-        deltas = slot.p2.deltas(Streams(*x.split(n_audio)))
+        deltas = self._deltas(slot.p2, Streams(*x.split(n_audio)))
         return _add_rows(fam.mlp_residual(unit.block, x, grid), deltas, n_audio)
 
+    def _deltas(self, position: nn.Module, pre: Streams) -> Streams:
+        """What one adapter position adds to each stream; recomputed in backward under "adapters" checkpointing."""
+        if self.checkpointing == "adapters" and torch.is_grad_enabled() and _has_parameters(position):
+            # the inputs are views of tensors the frozen block keeps for its own backward: nothing new is stored
+            return checkpoint(position.deltas, pre, use_reentrant=False,
+                              context_fn=lambda: (contextlib.nullcontext(), _buffers_kept(position)))
+        return position.deltas(pre)
+
     def _run(self, fn, i: int, *args):
-        if self.checkpointing and torch.is_grad_enabled():
+        if self.checkpointing == "blocks" and torch.is_grad_enabled():
             # the recomputation in backward runs the adapters' BatchNorms in train mode again: keep their running
             # statistics as the forward left them, so that a checkpointed step updates them once, as without
             slot = self.slots[i]
@@ -244,6 +279,10 @@ class LavishBackbone(nn.Module):
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B', N, D) -> (B', D): mean of tokens (Swin-V2) or the class token (ViT), as the authors."""
         return self.family.pool(tokens)
+
+
+def _has_parameters(module: nn.Module) -> bool:
+    return next(module.parameters(), None) is not None
 
 
 @contextlib.contextmanager
