@@ -22,6 +22,8 @@ def test_split_variant_and_unknown_names():
         split_variant("lavish3")
     with pytest.raises(ValueError, match=r"unknown variant 'floor\+fast'"):
         split_variant("floor+fast")
+    with pytest.raises(ValueError, match="needs adapters"):
+        split_variant("floor+ackpt")
 
 
 def test_cuda_refused_without_gpu():
@@ -33,11 +35,11 @@ def test_cuda_refused_without_gpu():
 
 
 def test_run_measures_every_variant_with_real_steps():
-    cfg = BenchConfig(backbone=MICRO, videos=1, variants=("floor", "lavish2", "lavish2+ckpt"), repeats=2,
+    cfg = BenchConfig(backbone=MICRO, videos=1, variants=("floor", "lavish2"), repeats=2, checkpointing=True,
                       memory=False, eval=True)
     result = benchmark.run(cfg, log=lambda *a: None)
     v = result["variants"]
-    assert set(v) == {"floor", "lavish2", "lavish2+ckpt"}
+    assert set(v) == {"floor", "lavish2", "floor+ckpt", "lavish2+ackpt", "lavish2+ckpt"}
     for r in v.values():
         assert len(r["all_s"]) == 2 and all(t > 0 for t in r["all_s"])
         assert r["gflops_per_step"] > 0 and 0 < r["fraction_of_gemm_peak"]
@@ -46,6 +48,10 @@ def test_run_measures_every_variant_with_real_steps():
     # same FLOPs within 10 %; checkpointing recomputes the forward, so it counts more than without
     assert v["lavish2"]["gflops_per_step"] == pytest.approx(v["floor"]["gflops_per_step"], rel=0.1)
     assert v["lavish2+ckpt"]["gflops_per_step"] > v["lavish2"]["gflops_per_step"]
+    # activations kept for backward: adapters add some; recomputing them leaves about the floor's; blocks far less
+    assert v["lavish2+ckpt"]["saved_mb"] < v["lavish2+ackpt"]["saved_mb"] < v["lavish2"]["saved_mb"]
+    assert v["floor+ckpt"]["saved_mb"] < v["floor"]["saved_mb"] < v["lavish2"]["saved_mb"]
+    assert result["ackpt_saved_ratio"] <= 1.1 and result["saved_ratio"] > 1.2
     assert result["time_ratio"] == pytest.approx(v["lavish2"]["step_s"] / v["floor"]["step_s"])
     assert result["eval"]["segments_per_s"] > 0 and result["eval"]["predict_10s_clip_s"] > 0
     sweep = result["adapter_gflops_per_segment"]

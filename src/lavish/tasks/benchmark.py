@@ -3,8 +3,8 @@
 Part of the package so that ``lavish bench`` works on any install; ``benchmarks/train_step.py`` runs it from a
 source checkout without the CLI. Runs on the CPU or, where torch sees one, on a CUDA GPU (``--device``).
 
-Variants (``VARIANTS``; suffixes: ``+ckpt`` activation checkpointing of the frozen blocks, ``+compile``
-``torch.compile`` of the model):
+Variants (``VARIANTS``; suffixes: ``+ckpt`` activation checkpointing of whole blocks, ``+ackpt`` of the adapters
+only, ``+compile`` ``torch.compile`` of the model):
 
 * ``floor``: the frozen timm backbone alone, both streams through timm's own blocks (as one batch where their
   shapes match), forward + backward down to the patch-embedded tokens (made to require grad, so the backward
@@ -20,6 +20,9 @@ variant and runs two steps; it includes the interpreter, torch and the weights (
 ``step_mb`` is that peak minus the RSS just before the first step. GPU: ``torch.cuda.max_memory_allocated``
 over two steps of that variant built alone in this process (weights, inputs, activations, gradients and
 optimiser state; not the CUDA context), ``step_mb`` the part above what was allocated before the first step.
+Saved activations (``saved_mb``, any device): bytes of the tensors autograd keeps for the backward of one training
+forward (unique storages, parameters excluded), from ``saved_tensors_hooks``: exact, repeatable, and blind to the
+allocator (peak RSS also holds freed-but-cached heap and the transient peak of the backward).
 GEMM peak: a square ``torch.mm`` in the step's dtype (n = 2048 on the CPU, 8192 on a GPU), median of 5, same
 process. On a GPU every timed region ends with ``torch.cuda.synchronize()``.
 Achieved FLOP/s: FLOPs of one training step from ``torch.utils.flop_counter`` / median step time.
@@ -92,7 +95,7 @@ class BenchConfig:
     repeats: int = 3
     precision: str = "32"
     checkpointing: bool = False
-    """also run floor+ckpt and lavish2+ckpt"""
+    """also run floor+ckpt, lavish2+ackpt and lavish2+ckpt"""
     memory: bool = True
     """peak RSS of a fresh subprocess per variant (CPU)"""
     eval: bool = True
@@ -105,7 +108,7 @@ class BenchConfig:
     def __post_init__(self) -> None:
         names = list(self.variants)
         if self.checkpointing:
-            names += [n for n in ("floor+ckpt", "lavish2+ckpt") if n not in names]
+            names += [n for n in ("floor+ckpt", "lavish2+ackpt", "lavish2+ckpt") if n not in names]
         for name in names:
             split_variant(name)  # ValueError for an unknown name or suffix
         if self.precision not in PRECISIONS:
@@ -117,8 +120,8 @@ class BenchConfig:
         self.variant_list = names
 
 
-#: variant-name suffixes: "+ckpt" activation checkpointing, "+compile" torch.compile
-SUFFIXES = ("ckpt", "compile")
+#: variant-name suffixes: "+ckpt" checkpointing of whole blocks, "+ackpt" of the adapters, "+compile" torch.compile
+SUFFIXES = ("ckpt", "ackpt", "compile")
 
 
 def split_variant(name: str) -> tuple[str, frozenset[str]]:
@@ -127,6 +130,8 @@ def split_variant(name: str) -> tuple[str, frozenset[str]]:
     if base not in VARIANTS or not set(suffixes) <= set(SUFFIXES):
         raise ValueError(f"unknown variant {name!r}: choose from {', '.join(VARIANTS)}, "
                          f"each with optional suffixes {', '.join('+' + x for x in SUFFIXES)}")
+    if {"ckpt", "ackpt"} <= set(suffixes) or (base == "floor" and "ackpt" in suffixes):
+        raise ValueError(f"variant {name!r}: +ackpt needs adapters and excludes +ckpt")
     return base, frozenset(suffixes)
 
 
@@ -179,9 +184,9 @@ def build(name: str, backbone: str, device: str | torch.device = "cpu") -> nn.Mo
     """The model of variant ``name`` (random-init backbone) on ``device``; ``+compile`` wraps it in torch.compile."""
     base, flags = split_variant(name)
     adapter = VARIANTS[base]()
-    ckpt = "ckpt" in flags
+    ckpt = "blocks" if "ckpt" in flags else "adapters" if "ackpt" in flags else "none"
     if adapter is None:
-        model = Floor(backbone, ckpt)
+        model = Floor(backbone, ckpt == "blocks")
     else:
         model = AveModel(AveModelConfig(backbone=backbone, adapter=adapter, num_classes=NUM_CLASSES,
                                         checkpointing=ckpt))
@@ -306,6 +311,25 @@ def gemm_gflops(dtype: torch.dtype | None, device: str | torch.device = "cpu", n
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
+def saved_activation_mb(stepper: Stepper, batch: dict) -> float:
+    """MB of the tensors autograd keeps for the backward of one training forward (unique storages, parameters
+    excluded): the activation memory the adapters and the levers change, exact and independent of the allocator."""
+    model = stepper.model
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), stepper.autocast():
+        loss = loss_fn(model(batch["audio"], batch["frames"]), batch["labels"])
+    del loss
+    return sum(seen.values()) / 2**20
+
+
 def step_flops(stepper: Stepper, batch: dict) -> float | None:
     """FLOPs of one training step (torch's flop counter); None where the counter cannot trace the model."""
     counter = FlopCounterMode(display=False)
@@ -364,6 +388,8 @@ def run(cfg: BenchConfig, log=print) -> dict:
             times[name].append(time.perf_counter() - t0)
         log(f"round {r + 1}/{cfg.repeats}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names))
     flops = {name: step_flops(steppers[name], batch) for name in names}
+    saved = {name: saved_activation_mb(steppers[name], batch) for name in names
+             if "compile" not in split_variant(name)[1]}
     gemm = gemm_gflops(PRECISIONS[cfg.precision], device)
     result = {
         "backbone": cfg.backbone, "task": "ave", "videos": cfg.videos, "segments": cfg.videos * SEGMENTS,
@@ -378,7 +404,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
         result["variants"][name] = {
             "step_s": med, "all_s": times[name], "gflops_per_step": gflop,
             "achieved_gflops": gflop / med if gflop else None,
-            "fraction_of_gemm_peak": gflop / med / gemm if gflop else None,
+            "fraction_of_gemm_peak": gflop / med / gemm if gflop else None, "saved_mb": saved.get(name),
             **({"peak_mb": memory[name]["peak_mb"], "step_mb": memory[name]["step_mb"]} if name in memory else {}),
         }
     if cfg.eval and "lavish2" in steppers:
@@ -393,11 +419,17 @@ def run(cfg: BenchConfig, log=print) -> dict:
                       time_ratio=main["step_s"] / floor["step_s"])
         if "peak_mb" in main:
             result["memory_ratio"] = main["peak_mb"] / floor["peak_mb"]
-        ck = v.get("lavish2+ckpt")
-        if ck:
-            result["ckpt_time_ratio"] = ck["step_s"] / floor["step_s"]
-            if "peak_mb" in ck:
-                result["ckpt_memory_ratio"] = ck["peak_mb"] / floor["peak_mb"]
+        if main.get("saved_mb") and floor.get("saved_mb"):
+            result.update(lavish_saved_mb=main["saved_mb"], floor_saved_mb=floor["saved_mb"],
+                          saved_ratio=main["saved_mb"] / floor["saved_mb"])
+        for prefix, variant in (("ckpt", "lavish2+ckpt"), ("ackpt", "lavish2+ackpt")):
+            ck = v.get(variant)
+            if ck:
+                result[f"{prefix}_time_ratio"] = ck["step_s"] / floor["step_s"]
+                if "peak_mb" in ck:
+                    result[f"{prefix}_memory_ratio"] = ck["peak_mb"] / floor["peak_mb"]
+                if ck.get("saved_mb") and floor.get("saved_mb"):
+                    result[f"{prefix}_saved_ratio"] = ck["saved_mb"] / floor["saved_mb"]
     if "avish" in v and "lavish2" in v:
         sweep = result["adapter_gflops_per_segment"]
         result["avish_lavish_gflops_ratio"] = sweep["avish"] / sweep["m=2"]
@@ -447,16 +479,18 @@ def table(result: dict) -> str:
     lines = [f"{result['backbone']}, AVE, {result['videos']} videos = {result['images']} images, "
              f"precision {result['precision']}, median of {result['repeats']}, {where}",
              f"{'variant':<14}{'step s':>9}{'x floor':>9}{'peak MB':>10}{'x floor':>9}{'step MB':>9}"
-             f"{'GFLOP/step':>12}{'GFLOP/s':>9}{'% GEMM':>8}"]
+             f"{'saved MB':>10}{'x floor':>9}{'GFLOP/step':>12}{'GFLOP/s':>9}{'% GEMM':>8}"]
     for name, r in v.items():
         tr = f"{r['step_s'] / floor['step_s']:.2f}" if floor else "-"
         pk = f"{r['peak_mb']:.0f}" if "peak_mb" in r else "-"
         mr = f"{r['peak_mb'] / floor['peak_mb']:.2f}" if floor and "peak_mb" in r and "peak_mb" in floor else "-"
         sm = f"{r['step_mb']:.0f}" if "step_mb" in r else "-"
+        sv = f"{r['saved_mb']:.0f}" if r.get("saved_mb") is not None else "-"
+        sr = f"{r['saved_mb'] / floor['saved_mb']:.2f}" if floor and r.get("saved_mb") and floor.get("saved_mb") else "-"
         gf = f"{r['gflops_per_step']:.1f}" if r["gflops_per_step"] else "-"
         ach = f"{r['achieved_gflops']:.1f}" if r["achieved_gflops"] else "-"
         frac = f"{100 * r['fraction_of_gemm_peak']:.0f}%" if r["fraction_of_gemm_peak"] else "-"
-        lines.append(f"{name:<14}{r['step_s']:>9.3f}{tr:>9}{pk:>10}{mr:>9}{sm:>9}{gf:>12}{ach:>9}{frac:>8}")
+        lines.append(f"{name:<14}{r['step_s']:>9.3f}{tr:>9}{pk:>10}{mr:>9}{sm:>9}{sv:>10}{sr:>9}{gf:>12}{ach:>9}{frac:>8}")
     n = 8192 if result.get("device") == "cuda" else 2048
     lines.append(f"GEMM peak ({result['precision']}, {n}^3 mm): {result['gemm_gflops']:.1f} GFLOP/s")
     if "eval" in result:
@@ -520,11 +554,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=BenchConfig.backbone, help="timm ViT / Swin-V2 name")
     p.add_argument("--videos", type=int, default=BenchConfig.videos, help="videos per step (10 segments each)")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
-                   help=f"comma-separated, from {', '.join(VARIANTS)}; suffixes '+ckpt' (activation checkpointing), "
+                   help=f"comma-separated, from {', '.join(VARIANTS)}; suffixes '+ckpt' / '+ackpt' (checkpointing of blocks / adapters), "
                         "'+compile' (torch.compile)")
     p.add_argument("--repeats", type=int, default=BenchConfig.repeats, help="timed steps per variant (median)")
     p.add_argument("--precision", default="32", choices=list(PRECISIONS))
-    p.add_argument("--checkpointing", action="store_true", help="also run floor+ckpt and lavish2+ckpt")
+    p.add_argument("--checkpointing", action="store_true", help="also run floor+ckpt, lavish2+ackpt and lavish2+ckpt")
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory runs")
     p.add_argument("--no-eval", dest="eval", action="store_false", help="skip eval throughput / predict latency")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
