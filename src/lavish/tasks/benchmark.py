@@ -215,13 +215,19 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 class Stepper:
-    """One model, its optimiser and its training step."""
+    """One model, its optimiser and its training step. loss(model output, batch["labels"]) -> scalar."""
 
-    def __init__(self, model: nn.Module, precision: str) -> None:
+    def __init__(self, model: nn.Module, precision: str, loss=None) -> None:
         self.model = model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=1e-5)
         self.dtype = PRECISIONS[precision]
+        self.loss = loss or loss_fn
+
+    def forward_loss(self, batch: dict) -> torch.Tensor:
+        with self.autocast():
+            out = self.model(batch["audio"], batch["frames"])
+        return self.loss(out, batch["labels"])
 
     def autocast(self):
         if self.dtype is None:
@@ -231,9 +237,7 @@ class Stepper:
 
     def step(self, batch: dict) -> float:
         self.opt.zero_grad(set_to_none=True)
-        with self.autocast():
-            logits = self.model(batch["audio"], batch["frames"])
-        loss = loss_fn(logits, batch["labels"])
+        loss = self.forward_loss(batch)
         loss.backward()
         self.opt.step()
         return float(loss.detach())
@@ -324,8 +328,8 @@ def saved_activation_mb(stepper: Stepper, batch: dict) -> float:
             seen[ptr] = t.untyped_storage().nbytes()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), stepper.autocast():
-        loss = loss_fn(model(batch["audio"], batch["frames"]), batch["labels"])
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = stepper.forward_loss(batch)
     del loss
     return sum(seen.values()) / 2**20
 
