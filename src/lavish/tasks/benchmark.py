@@ -251,8 +251,15 @@ def _rss_mb() -> float:
     return float("nan")
 
 
+def _counts(stepper: Stepper, batch: dict, name: str) -> dict:
+    """FLOPs of a step and the activations kept for backward, measured where the variant runs alone."""
+    saved = None if "compile" in split_variant(name)[1] else saved_activation_mb(stepper, batch)
+    return {"flops": step_flops(stepper, batch), "saved_mb": saved}
+
+
 def memory_child(cfg: BenchConfig, name: str) -> dict:
-    """Build ``name`` alone, run two steps, report the process's peak RSS (MB) and the part the steps added."""
+    """Build ``name`` alone, run two steps, report the process's peak RSS (MB) and the part the steps added;
+    then the FLOPs and kept activations (here, not in the timing process, which holds every variant at once)."""
     torch.manual_seed(0)
     stepper = Stepper(build(name, cfg.backbone), cfg.precision)
     batch = make_batch(cfg.backbone, cfg.videos)
@@ -260,7 +267,7 @@ def memory_child(cfg: BenchConfig, name: str) -> dict:
     for _ in range(2):
         stepper.step(batch)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    return {"peak_mb": peak, "step_mb": peak - before}
+    return {"peak_mb": peak, "step_mb": peak - before, **_counts(stepper, batch, name)}
 
 
 def cuda_memory(cfg: BenchConfig, name: str) -> dict:
@@ -277,9 +284,10 @@ def cuda_memory(cfg: BenchConfig, name: str) -> dict:
         stepper.step(batch)
     synchronize(device)
     peak = torch.cuda.max_memory_allocated(device)
+    counts = _counts(stepper, batch, name)
     del stepper, batch
     torch.cuda.empty_cache()
-    return {"peak_mb": peak / 2**20, "step_mb": (peak - before) / 2**20}
+    return {"peak_mb": peak / 2**20, "step_mb": (peak - before) / 2**20, **counts}
 
 
 def measure_memory(cfg: BenchConfig, name: str) -> dict:
@@ -373,6 +381,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
         for name in names:
             log(f"memory: {name} ...")
             memory[name] = measure_memory(cfg, name)
+            log(f"memory: {name}: " + ", ".join(f"{k} {v:.6g}" for k, v in memory[name].items() if v is not None))
     batch = make_batch(cfg.backbone, cfg.videos, device=device)
     torch.manual_seed(0)
     steppers = {name: Stepper(build(name, cfg.backbone, device), cfg.precision) for name in names}
@@ -391,9 +400,9 @@ def run(cfg: BenchConfig, log=print) -> dict:
             synchronize(device)
             times[name].append(time.perf_counter() - t0)
         log(f"round {r + 1}/{cfg.repeats}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names))
-    flops = {name: step_flops(steppers[name], batch) for name in names}
-    saved = {name: saved_activation_mb(steppers[name], batch) for name in names
-             if "compile" not in split_variant(name)[1]}
+    counts = {name: memory[name] if name in memory else _counts(steppers[name], batch, name) for name in names}
+    flops = {name: counts[name]["flops"] for name in names}
+    saved = {name: counts[name]["saved_mb"] for name in names}
     gemm = gemm_gflops(PRECISIONS[cfg.precision], device)
     result = {
         "backbone": cfg.backbone, "task": "ave", "videos": cfg.videos, "segments": cfg.videos * SEGMENTS,
