@@ -93,7 +93,7 @@ def saved_activation_bytes(model: LavishBackbone, audio, frames) -> int:
         ptr = t.untyped_storage().data_ptr()
         if ptr not in params:
             seen[ptr] = t.untyped_storage().nbytes()
-        return t
+        return t.detach()  # packed as itself, a saved output would keep its graph alive (a cycle through C++)
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model(audio, frames)

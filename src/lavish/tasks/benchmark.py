@@ -334,7 +334,9 @@ def saved_activation_mb(stepper: Stepper, batch: dict) -> float:
         ptr = t.untyped_storage().data_ptr()
         if ptr not in params:
             seen[ptr] = t.untyped_storage().nbytes()
-        return t
+        # detached: a saved *output* packed as itself would reference its own grad_fn, a cycle through C++ that
+        # keeps the whole graph (GBs) alive after this function returns; the graph is never run backward
+        return t.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = stepper.forward_loss(batch)
