@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from lavish.errors import LavishError
+from lavish.tasks.allocator import keep_freed_memory
 
 #: sub-command modules, in the order ``lavish --help`` lists them
 COMMANDS = (
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # CPU steps reuse their activation buffers instead of page-faulting them in again
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

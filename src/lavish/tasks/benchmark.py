@@ -59,6 +59,7 @@ from lavish.media.audio import get_frontend
 from lavish.models.adapters import PRESETS, AvishConfig, BottleneckAdapterConfig, LoraConfig, NoAdapterConfig
 from lavish.models.ave import AveModel, AveModelConfig
 from lavish.models.input_spec import input_spec
+from lavish.tasks.allocator import keep_freed_memory
 
 #: default folder of the JSON and PNG results (relative to the working directory)
 RESULTS = Path("bench-results")
@@ -616,6 +617,7 @@ def main_from_args(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the lavish CLI does (lavish.tasks.allocator)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
     parser.add_argument("--child", help=argparse.SUPPRESS)
