@@ -35,6 +35,7 @@ from torch import nn
 
 from lavish.models.adapters import PRESETS, NoAdapterConfig
 from lavish.models.backbone import LavishBackbone, create_backbone
+from lavish.tasks.allocator import keep_freed_memory
 from lavish.tasks.benchmark import RESULTS, Stepper, saved_activation_mb
 
 SWEEPS = {
@@ -157,6 +158,7 @@ def table(result: dict) -> str:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the lavish CLI does
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backbone", default="vit_small_patch16_224", help="timm ViT name (image size sweep needs ViT)")
     p.add_argument("--repeats", type=int, default=3)
