@@ -299,7 +299,10 @@ def measure_memory(cfg: BenchConfig, name: str) -> dict:
            "--device", "cpu"]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
-        raise RuntimeError(f"memory run of {name} failed: {out.stderr.strip().splitlines()[-1]}")
+        lines = out.stderr.strip().splitlines()
+        why = lines[-1] if lines else f"exit code {out.returncode}" + (
+            " (killed: out of memory?)" if out.returncode in (-9, 137) else "")
+        raise RuntimeError(f"memory run of {name} failed: {why}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
