@@ -1,6 +1,7 @@
 """The frozen two-stream backbone (spec 1.3, 2.1, 8.2-8.3) on small real timm models, on the CPU.
 
-* at init (all gates 0) both streams are exactly the plain timm ``forward_features``, for every adapter kind;
+* at init (all gates 0) both streams are the plain timm ``forward_features`` (bit-exact against the same batch
+  layout; within a few fp32 ulp against timm run per stream), for every adapter kind;
 * adapter placement: p1 reads the pre-attention streams and is added after the attention residual, p2 reads the
   post-attention streams and is added after the MLP residual (checked against a loop over the timm blocks);
 * activation checkpointing and un-batched streams change nothing;
@@ -87,8 +88,10 @@ def test_every_adapter_kind_starts_as_the_backbone(kind: str) -> None:
     spec, frames = inputs(64, (64, 64))
     with torch.no_grad():
         out = model(spec, frames)
-        torch.testing.assert_close(out.visual, flat(plain.forward_features(frames)), rtol=0, atol=1e-6)
-        torch.testing.assert_close(out.audio, flat(plain.forward_features(model.audio_image(spec))), rtol=0, atol=1e-6)
+        # both streams run as one batch of 4 rows against timm's 2: the GEMM library may block (and so sum) them in
+        # another order, which moves fp32 results by a few ulp (seen at 3.6e-6 on one host, 0 on another)
+        torch.testing.assert_close(out.visual, flat(plain.forward_features(frames)), rtol=0, atol=2e-5)
+        torch.testing.assert_close(out.audio, flat(plain.forward_features(model.audio_image(spec))), rtol=0, atol=2e-5)
 
 
 def test_vision_only_runs_no_audio_stream_and_builds_no_audio_adapter() -> None:
@@ -192,8 +195,8 @@ def test_checkpointing_and_unbatched_streams_give_the_same_outputs_and_gradients
     base_a, base_v, base_g = results[0]
     assert all(g.abs().sum() > 0 for g in base_g.values())
     for audio, visual, grads in results[1:]:
-        torch.testing.assert_close(audio, base_a, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(visual, base_v, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(audio, base_a, rtol=1e-5, atol=2e-5)  # batch-shape dependent GEMM order
+        torch.testing.assert_close(visual, base_v, rtol=1e-5, atol=2e-5)
         assert grads.keys() == base_g.keys()
         for key in grads:
             torch.testing.assert_close(grads[key], base_g[key], rtol=1e-4, atol=1e-6)
