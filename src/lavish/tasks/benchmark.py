@@ -59,7 +59,7 @@ from lavish.media.audio import get_frontend
 from lavish.models.adapters import PRESETS, AvishConfig, BottleneckAdapterConfig, LoraConfig, NoAdapterConfig
 from lavish.models.ave import AveModel, AveModelConfig
 from lavish.models.input_spec import input_spec
-from lavish.tasks.allocator import keep_freed_memory
+from lavish.tasks.allocator import keep_freed_memory, trim_if_above
 
 #: default folder of the JSON and PNG results (relative to the working directory)
 RESULTS = Path("bench-results")
@@ -394,6 +394,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
     for name, s in steppers.items():
         log(f"warm-up: {name} ...")
         s.step(batch)
+        trim_if_above()
         if "compile" in split_variant(name)[1]:
             s.step(batch)  # a second call may recompile (dynamic shapes, grad mode): keep it out of the timing
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -405,6 +406,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
             steppers[name].step(batch)
             synchronize(device)
             times[name].append(time.perf_counter() - t0)
+            trim_if_above()  # several big variants in one process: keep the kept heap below 60 % of RAM
         log(f"round {r + 1}/{cfg.repeats}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names))
     counts = {name: memory[name] if name in memory else _counts(steppers[name], batch, name) for name in names}
     flops = {name: counts[name]["flops"] for name in names}
