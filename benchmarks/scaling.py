@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import platform
@@ -30,13 +29,15 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from lavish.models.adapters import PRESETS, NoAdapterConfig
 from lavish.models.backbone import LavishBackbone, create_backbone
 from lavish.tasks.allocator import keep_freed_memory
-from lavish.tasks.benchmark import RESULTS, Stepper, saved_activation_mb
+from lavish.models.input_spec import input_spec
+from lavish.tasks.benchmark import RESULTS, Stepper, saved_activation_mb, write_json
 
 SWEEPS = {
     "segments": (2, 5, 10, 20),
@@ -102,15 +103,11 @@ def measure_point(name: str, videos: int, segments: int, latents: int, image_siz
 
 
 def fit_linear(xs: list[float], ys: list[float]) -> dict:
-    """Least squares y = a + b x; returns a, b and R^2."""
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
-    a = my - b * mx
-    ss_res = sum((y - a - b * x) ** 2 for x, y in zip(xs, ys))
-    ss_tot = sum((y - my) ** 2 for y in ys) or 1e-30
-    return {"kind": "linear", "a": a, "b": b, "r2": 1 - ss_res / ss_tot}
+    """Least squares y = a + b x (numpy.polyfit); returns a, b and R^2."""
+    x, y = np.asarray(xs, float), np.asarray(ys, float)
+    b, a = np.polyfit(x, y, 1)
+    ss_tot = float(((y - y.mean()) ** 2).sum()) or 1e-30
+    return {"kind": "linear", "a": float(a), "b": float(b), "r2": 1 - float(((y - a - b * x) ** 2).sum()) / ss_tot}
 
 
 def fit_power(xs: list[float], ys: list[float]) -> dict:
@@ -122,7 +119,7 @@ def fit_power(xs: list[float], ys: list[float]) -> dict:
 def run(name: str, repeats: int, sweeps: dict[str, tuple[int, ...]] = SWEEPS, log=print) -> dict:
     base = dict(BASE)
     if base["image_size"] is None:
-        base["image_size"] = create_backbone(name).patch_embed.img_size[0]
+        base["image_size"] = input_spec(name).frame_size[0]
     result = {"backbone": name, "repeats": repeats, "base": base, "threads": torch.get_num_threads(),
               "machine": platform.platform(), "torch": torch.__version__, "sweeps": {}}
     for factor, values in sweeps.items():
@@ -168,10 +165,7 @@ def main() -> None:
     chosen = {k: SWEEPS[k] for k in args.sweeps.split(",") if k}
     result = run(args.backbone, args.repeats, chosen)
     out = Path(args.out) if args.out else RESULTS / f"scaling_{args.backbone}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_json(result, out)
     print(table(result))
     print(f"wrote {out}")
 
