@@ -14,10 +14,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 
 from avqa_layout import MICRO, make_avqa_layout, prepare_avqa_cache  # noqa: E402
-from lavish.cli.avqa import format_table  # noqa: E402
 from lavish.cli.main import main  # noqa: E402
 from lavish.data import avqa  # noqa: E402
-from lavish.tasks.avqa import answer_prior, avqa_scores, prior_predictions  # noqa: E402
+from lavish.tasks.avqa import answer_prior, avqa_scores, format_table, prior_predictions  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "music-avqa"
 

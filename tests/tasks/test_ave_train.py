@@ -21,7 +21,9 @@ from safetensors.torch import load_file
 from lavish.cli.main import main
 from lavish.data.cache import AveCacheDataset
 from lavish.errors import LavishError
-from lavish.tasks.ave import AveTask, NonFiniteLoss, collate
+from lavish.tasks.ave import collate
+from lavish.tasks.base import TaskModule
+from lavish.tasks.runner import NonFiniteLoss
 
 MICRO = "lavish_vit_micro_patch8_64"
 FLAGS = ["--backbone", MICRO, "--no-pretrained", "--lr", "1e-3", "--lr-head", "1e-3", "--no-progress"]
@@ -122,7 +124,7 @@ def test_ddp_two_cpu_processes_match_one_process(ave_cache, tmp_path):
 
 def test_non_finite_loss_stops_with_the_step(ave_cache, ave_run):
     model = json.loads((ave_run / "run.json").read_text())["model"]
-    task = AveTask(model, {}, ["Bark", "Cat"])
+    task = TaskModule("ave", model, {})
     ds = AveCacheDataset(ave_cache, "train")
     batch = collate([ds[0], ds[1]])
     assert torch.isfinite(task.training_step(batch, 0))  # the clean batch trains

@@ -12,8 +12,8 @@ from avqa_layout import MICRO, make_avqa_layout, prepare_avqa_cache
 from lavish.errors import ConfigError
 from lavish.models.adapters import PRESETS
 from lavish.models.avqa import AvqaModelConfig, AvqaOutput
-from lavish.tasks.avqa import (IGNORE, AvqaQuestions, AvqaTrainConfig, Vocabularies, avqa_loss, evaluate_avqa,
-                               split_records, train_avqa)
+from lavish.tasks.avqa import IGNORE, AvqaQuestions, AvqaTrainConfig, Vocabularies, avqa_loss, split_records
+from lavish.tasks.base import evaluate, train
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +57,13 @@ def test_lr_rule():
 
 def test_one_epoch_trains_and_evaluates_per_type(cache, tmp_path):
     model = AvqaModelConfig(backbone=MICRO, adapter=PRESETS["avqa_paper"])
-    train = AvqaTrainConfig(epochs=1, batch_size=8, lr=1e-3, seed=0)
-    result = train_avqa(cache, tmp_path / "run", model, train, progress=False, test=False)
+    train_config = AvqaTrainConfig(epochs=1, batch_size=8, lr=1e-3, seed=0)
+    result = train("avqa", cache, tmp_path / "run", model, train_config, progress=False, test=False)
     assert result.adapter.is_file() and result.best_epoch == 0
-    ev = evaluate_avqa(result.adapter, cache, split="val", progress=False)
+    ev = evaluate(result.adapter, cache, split="val", progress=False)
     records = split_records(cache, "val")
     assert ev["questions"] == len(records) and ev["counts"]["overall"] == len(records)
     for key in ("audio", "visual", "audio_visual", "overall", "audio_visual_temporal"):
         assert key in ev and key in ev["prior"]
-    assert ev["overall"] == pytest.approx(result.best_val_acc, abs=1e-6)
+    assert ev["overall"] == pytest.approx(result.best_value, abs=1e-6)
     assert all(math.isnan(v) or 0 <= v <= 1 for k, v in ev.items() if k in ev["prior"])

@@ -14,8 +14,8 @@ from lavish.data.synthetic_avs import make_synthetic_avs
 from lavish.media.audio import get_frontend
 from lavish.media.frames import normalize_frames
 from lavish.models.avs import AvsModelConfig
-from lavish.tasks.avs import (AvsCacheDataset, AvsTrainConfig, avs_loss, baseline_scores, collate, evaluate_avs,
-                              load_avs_model, train_avs)
+from lavish.tasks.avs import AvsCacheDataset, AvsTrainConfig, avs_loss, baseline_scores, collate
+from lavish.tasks.base import evaluate, load, train
 from lavish.tasks.avs_metrics import frame_iou, video_fscore
 
 MICRO = "lavish_swinv2_micro_window4_64"
@@ -48,14 +48,14 @@ def test_train_one_epoch_then_evaluate(cache, tmp_path):
     item = ds[0]
     assert item["masks"].shape == (5, 64, 64) and item["annotated"].tolist() == [True, False, False, False, False]
     model = AvsModelConfig(backbone=MICRO, decoder_channels=8, tpavi_stages=(0, 3))
-    result = train_avs(cache, tmp_path / "run", model, AvsTrainConfig(epochs=1, batch_size=2, lr=1e-3),
-                       progress=False, test=False)
+    result = train("avs", cache, tmp_path / "run", model, AvsTrainConfig(epochs=1, batch_size=2, lr=1e-3),
+                   progress=False, test=False)
     assert result.best_epoch == 0 and (tmp_path / "run" / "best.safetensors").exists()
     assert json.loads((tmp_path / "run" / "run.json").read_text())["model"]["mask_size"] == [64, 64]
-    got = evaluate_avs(result.adapter, cache, split="val", progress=False)
+    got = evaluate(result.adapter, cache, split="val", progress=False)
     assert got["subset"] == "s4" and got["frames"] == 5 * got["videos"]
-    assert got["miou"] == pytest.approx(result.best_val_miou, abs=1e-5)
-    loaded, meta = load_avs_model(result.adapter)
+    assert got["miou"] == pytest.approx(result.best_value, abs=1e-5)
+    _, loaded, meta = load(result.adapter, task="avs")
     assert meta["task"] == "avs" and loaded.config.tpavi_stages == (0, 3)
     batch = collate([AvsCacheDataset(cache, "val")[i] for i in range(got["videos"])])
     with torch.no_grad():

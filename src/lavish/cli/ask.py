@@ -26,28 +26,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lavish.tasks.avqa import ask, load_avqa_model
+    from lavish.api import load
 
-    model, meta, vocab = load_avqa_model(args.checkpoint, backbone_weights=args.backbone_weights)
-    res = ask(model, meta, vocab, args.video, args.question, top_k=max(1, args.top))
-    spatial, frames = res.pop("spatial"), res.pop("frames")
-    if args.plot:
-        from lavish.tasks.avqa import plot_attention
-
-        res["plot"] = str(plot_attention(frames, spatial, res, args.plot))
-    if args.json:
-        print(json.dumps(res))
-        return 0
-    print(f"{res['video']}: {res['question']}" + ("" if res["has_audio"] else " (no audio stream: silence)"))
-    if res["unknown_words"]:
-        print(f"  words never seen in training (read as <unk>): {', '.join(res['unknown_words'])}")
-    for a in res["answers"]:
-        print(f"  {a['answer']:<20} {a['probability']:.3f}")
-    print(f"  {'time s':>7} {'visual':>7} {'audio':>7}  attended region (row, col of grid)")
-    for s in res["segments"]:
-        r = s["region"]
-        print(f"  {s['time_s']:>7.1f} {s['visual_weight']:>7.3f} {s['audio_weight']:>7.3f}  "
-              f"({r['row']}, {r['col']}) of {r['grid'][0]}x{r['grid'][1]}, weight {r['weight']:.2f}")
-    if args.plot:
-        print(f"  plot: {res['plot']}")
+    model = load(args.checkpoint, backbone_weights=args.backbone_weights, task="avqa")
+    res = model.ask(args.video, args.question, top_k=max(1, args.top), plot=args.plot)
+    print(json.dumps(res) if args.json else "\n".join(model.task.ask_lines(res)))
     return 0

@@ -3,33 +3,57 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 
-from lavish.cli.options import add_model_options
-from lavish.cli.train import task_modules
+from lavish.cli.options import (add_model_options, add_train_options, apply_config_file, model_config_from_args,
+                                task_option_values)
 from lavish.models.accounting import account
+from lavish.tasks.registry import TASKS, get_task
 
 
 def register(sub) -> None:
     p = sub.add_parser("info", help="parameter and FLOP accounting of a model (paper Tables 1-3, 5)",
                        description=__doc__)
-    p.add_argument("--task", default="ave", choices=[m.__name__.rsplit(".", 1)[1] for m in task_modules()],
-                   help="task whose model is counted")
+    p.add_argument("--task", default="ave", choices=list(TASKS), help="task whose model is counted")
+    p.add_argument("--config", help="a row's YAML file (configs/<task>/): count the model it trains")
     add_model_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
+def model_config(args: argparse.Namespace):
+    """The model ``lavish train TASK`` would build with these model options (and ``--config`` file)."""
+    task = get_task(args.task)
+    parser = argparse.ArgumentParser(prog=f"lavish train {task.name}")
+    add_train_options(parser, task)
+    train_args = parser.parse_args([])
+    for key, value in vars(args).items():
+        if hasattr(train_args, key) and value is not None:
+            setattr(train_args, key, value)
+    apply_config_file(train_args, parser)
+    values = task_option_values(task, train_args)
+    train_fields = set(task.train_config_cls.__dataclass_fields__)
+    model_values = {k: v for k, v in values.items() if k not in train_fields and k not in task.data_options}
+    return task, model_config_from_args(task, train_args, model_values), train_args
+
+
 def build_model(args: argparse.Namespace):
-    """(task model on the meta device, one segment of dummy input): from ``lavish.cli.<task>.info_model``."""
-    module = importlib.import_module(f"lavish.cli.{args.task}")
-    return module.info_model(args)
+    """(task model on the meta device, one segment of dummy input, backbone name)."""
+    import torch
+
+    from lavish.media.audio import get_frontend
+    from lavish.models.input_spec import input_spec
+
+    task, config, _ = model_config(args)
+    spec = input_spec(config.backbone, task.name)
+    with torch.device("meta"):
+        model = task.model_cls(config)
+    return model, task.info_inputs(config, get_frontend(spec.audio_frontend), spec.frame_size), config.backbone
 
 
 def run(args: argparse.Namespace) -> int:
-    model, inputs = build_model(args)
-    acc = account(model, args.backbone, inputs)
+    model, inputs, backbone = build_model(args)
+    acc = account(model, backbone, inputs)
     if args.json:
         print(json.dumps({"task": args.task, "adapter": model.backbone.adapter_config.to_dict(), **acc.to_dict()}))
         return 0

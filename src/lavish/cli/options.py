@@ -1,40 +1,65 @@
-"""Command-line options shared by several sub-commands (model choice), turned into typed configs."""
+"""Command-line options shared by the sub-commands, a task's own options, ``--config`` files, and the typed configs
+they turn into.
+
+Precedence: the command line, then the YAML file of ``--config`` (keys = the long option names, with ``_`` or
+``-``), then the defaults (the paper's, in the config dataclasses). Every option's argparse default is None, so "not
+given" is known. A YAML value of the wrong type or outside the option's choices is refused in one line naming the
+file and key. An option that the chosen adapter, task or modalities does not use is refused, never dropped.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from lavish.errors import ConfigError
+from lavish.models.adapters import ADAPTERS, FUSIONS, MODALITIES, PRESETS, AdapterConfig, adapter_config
 
-from lavish.models.adapters import ADAPTERS, FUSIONS, MODALITIES, PRESETS, adapter_config
+DEFAULT_BACKBONE = "swinv2_large_window12_192"
+
+#: adapter options -> the adapter config field each sets
+ADAPTER_FLAGS = {"fusion": "--fusion", "latents": "--latents", "reduction": "--reduction", "groups": "--groups",
+                 "formulation": "--formulation"}
+ADAPTER_FIELDS = {"fusion": "fusion", "latents": "num_latents", "reduction": "reduction", "groups": "groups",
+                  "formulation": "formulation"}
+#: options of ``lavish train`` that are settings of every task's TrainConfig
+TRAIN_FIELDS = ("epochs", "batch_size", "lr", "patience", "seed", "precision", "devices", "num_workers")
 
 
-def add_model_options(parser: argparse.ArgumentParser, *, default_backbone: str = "swinv2_large_window12_192") -> None:
-    """--backbone, --adapter, --preset, --fusion, --modalities, --latents, --reduction, --groups, --formulation."""
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--backbone, --adapter, --preset, --fusion, --modalities, --latents, --reduction, --groups, --formulation,
+    --adapter-set."""
     g = parser.add_argument_group("model")
-    g.add_argument("--backbone", help=f"timm ViT / Swin-V2 name (default: {default_backbone})")
+    g.add_argument("--backbone", help=f"timm ViT / Swin backbone (default: {DEFAULT_BACKBONE})")
     g.add_argument("--adapter", choices=list(ADAPTERS), help="adapter kind (default: lavish)")
-    g.add_argument("--preset", default=None, choices=list(PRESETS),
+    g.add_argument("--preset", choices=list(PRESETS),
                    help="LAVISH settings of a paper task (default: the task's own preset)")
-    g.add_argument("--fusion", choices=FUSIONS, help="cross-modal direction for lavish/avish (Table 4)")
+    g.add_argument("--fusion", choices=FUSIONS, help="cross-modal direction (Table 4)")
     g.add_argument("--modalities", choices=MODALITIES, help="streams that run (Table 7; default: av)")
     g.add_argument("--latents", type=int, help="latent tokens m (lavish)")
     g.add_argument("--reduction", type=int, help="bottleneck downsample factor r")
     g.add_argument("--groups", type=int, help="groups G of the bottleneck maps")
     g.add_argument("--formulation", choices=("code", "paper"), help="lavish maths: the authors' code or the paper")
-    parser.set_defaults(default_backbone=default_backbone)
+    g.add_argument("--adapter-set", action="append", metavar="FIELD=VALUE",
+                   help="any other setting of the adapter kind (e.g. rank=16 for lora); repeatable")
 
 
-def add_train_options(parser: argparse.ArgumentParser, *, task: str, unit: str, lr_help: str):
-    """The options every ``lavish train TASK`` has; returns (weights group, training group) for task extras.
+def add_task_options(parser: argparse.ArgumentParser, task, command: str, title: str | None = None) -> None:
+    """The task's own options that ``command`` takes (see :class:`lavish.tasks.base.Option`)."""
+    options = [o for o in task.options if command in o.commands]
+    if options:
+        g = parser.add_argument_group(title or f"{task.name.upper()} options")
+        for option in options:
+            g.add_argument(*option.flags, **option.kwargs)
 
-    unit: what one batch element is ("videos", "clips", "questions"); lr_help: the --lr help text.
-    """
-    parser.add_argument("--data", help=f"prepared cache folder (lavish prepare {task})")
+
+def add_train_options(parser: argparse.ArgumentParser, task) -> None:
+    """The options of ``lavish train TASK``: data, run folder, config file, model, backbone weights, training."""
+    parser.add_argument("--data", help=f"prepared cache folder (lavish prepare {task.name})")
     parser.add_argument("--out", help="run folder: checkpoints, logs, best.safetensors")
     parser.add_argument("--config", help="YAML file of settings (command-line flags win)")
     add_model_options(parser)
@@ -44,64 +69,182 @@ def add_train_options(parser: argparse.ArgumentParser, *, task: str, unit: str, 
     g.add_argument("--backbone-weights", help="local timm checkpoint of the backbone (offline machines)")
     t = parser.add_argument_group("training")
     t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int, help=f"{unit} per step, over all devices")
-    t.add_argument("--lr", type=float, help=lr_help)
+    t.add_argument("--batch-size", type=int, help=f"{task.unit} per step, over all devices")
+    t.add_argument("--lr", type=float, help=task.lr_help)
     t.add_argument("--patience", type=int, help="early stopping patience in epochs (default 5)")
     t.add_argument("--seed", type=int)
     t.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"))
     t.add_argument("--devices", type=int, help="processes (CPU) or GPUs for DDP (default 1)")
     t.add_argument("--num-workers", type=int, help="data loader workers (default 0)")
-    t.add_argument("--checkpointing", nargs="?", const="blocks", choices=("adapters", "blocks"), default=None,
+    t.add_argument("--checkpointing", nargs="?", const="blocks", choices=("adapters", "blocks"),
                    help="activation checkpointing: recompute the adapters only (most of the memory saving for a few "
                         "%% of time) or whole blocks (least memory); bare --checkpointing = blocks")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    t.add_argument("--no-progress", dest="progress", action="store_false")
-    return g, t
+    t.add_argument("--resume", action="store_true", default=None,
+                   help="continue the run in --out from its last checkpoint")
+    t.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    add_task_options(parser, task, "train")
 
 
-def resolve_model_defaults(args: argparse.Namespace) -> None:
-    """Fill the model options still unset (after any config file) with their defaults."""
-    args.backbone = args.backbone or args.default_backbone
-    args.adapter = args.adapter or "lavish"
-    args.modalities = args.modalities or "av"
+# ----------------------------------------------------------------------------------------------- config files
+def _find_action(parser: argparse.ArgumentParser, key: str) -> tuple[argparse.Action | None, bool]:
+    """(the action a YAML key names, whether the key is its flag name rather than its dest)."""
+    flag = "--" + key.replace("_", "-")
+    for action in parser._actions:
+        if flag in action.option_strings:
+            return action, True
+    for action in parser._actions:
+        if action.dest == key.replace("-", "_") and action.option_strings:
+            return action, False
+    return None, False
 
 
-def adapter_from_args(args: argparse.Namespace, task: str):
-    """The AdapterConfig the options describe: the task preset's LAVISH/bottleneck settings, then overrides."""
-    resolve_model_defaults(args)
-    preset = PRESETS[args.preset or task]
-    kind = args.adapter
-    cls = ADAPTERS[kind]
-    fields = {f.name for f in dataclasses.fields(cls)}
-    base = {k: v for k, v in dataclasses.asdict(preset).items() if k in fields}
-    if kind == "avish":
-        base.pop("num_latents", None)
-        base.pop("formulation", None)
-    overrides = {
-        "fusion": args.fusion, "num_latents": args.latents, "reduction": args.reduction,
-        "groups": args.groups, "formulation": args.formulation,
-    }
-    for key, value in overrides.items():
-        if value is not None:
-            base[key] = value
-    base = {k: v for k, v in base.items() if k in fields}
-    return adapter_config(kind, **base)
+def _config_value(action: argparse.Action, by_flag: bool, value: Any, where: str) -> Any:
+    """A YAML value checked and converted as argparse would the option's text; ConfigError naming ``where``."""
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {value!r} is not true or false")
+        if by_flag:
+            return action.const if value else None
+        return value
+    if action.nargs == "?":  # --checkpointing [MODE]: true = the bare flag
+        if value is True:
+            return action.const
+        if value is False:
+            return None
+    if isinstance(action, argparse._AppendAction):
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"{where}: {value!r} is not a list of strings")
+        return values
+    kind = action.type
+    if kind is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{where}: {value!r} is not an integer")
+    elif kind is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: {value!r} is not a number")
+        value = float(value)
+    elif kind in (None, str, Path):
+        if action.choices is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # precision: 32
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {value!r} is not a string")
+        value = kind(value) if kind is Path else value
+    if action.choices is not None and value not in action.choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, action.choices))}")
+    return value
 
 
-def apply_config_file(args: argparse.Namespace) -> None:
-    """Fill options left unset on the command line from ``--config``."""
-    if not args.config:
+NOT_IN_CONFIG = ("config", "help", "version")
+
+
+def apply_config_file(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> None:
+    """Fill options left unset on the command line from the YAML file ``--config`` (command line > YAML).
+
+    ``parser``: the parser of the sub-command (default: ``args.parser``, which ``lavish train TASK`` sets)."""
+    if not getattr(args, "config", None):
         return
+    parser = parser or args.parser
     path = Path(args.config)
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file {path}: cannot read it ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a mapping of option: value")
     for key, value in data.items():
-        name = key.replace("-", "_")
-        if not hasattr(args, name) or name in ("config", "func", "task", "default_backbone"):
+        action, by_flag = _find_action(parser, str(key))
+        if action is None or action.dest in NOT_IN_CONFIG:
             raise ConfigError(f"config file {path}: unknown setting {key!r}")
-        if getattr(args, name) in (None, False):
-            setattr(args, name, value)
+        value = _config_value(action, by_flag, value, f"config file {path}: {key}")
+        if getattr(args, action.dest, None) is None and value is not None:
+            setattr(args, action.dest, value)
+
+
+# ----------------------------------------------------------------------------------------------- the configs
+def resolve_model_defaults(args: argparse.Namespace) -> None:
+    """Fill the model options still unset (after any config file) with their defaults."""
+    args.backbone = args.backbone or DEFAULT_BACKBONE
+    args.adapter = args.adapter or "lavish"
+    args.modalities = args.modalities or "av"
+
+
+def _parse_setting(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise ConfigError(f"--adapter-set {text!r} is not FIELD=VALUE")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        parsed = value
+    return name.strip().replace("-", "_"), parsed
+
+
+def adapter_from_args(args: argparse.Namespace, task: str) -> AdapterConfig:
+    """The AdapterConfig the options describe: the task preset's LAVISH/bottleneck settings, then the options.
+
+    An option the adapter kind has no setting for is refused (``--latents`` with ``--adapter lora``), as is a
+    ``--preset`` for a kind that takes nothing from it.
+    """
+    resolve_model_defaults(args)
+    kind = args.adapter
+    cls = ADAPTERS[kind]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    preset = PRESETS[args.preset or task]
+    base = {k: v for k, v in dataclasses.asdict(preset).items() if k in fields}
+    if args.preset and not base:
+        raise ConfigError(f"--preset {args.preset} does not apply to adapter {kind!r}: presets set LAVISH / bottleneck "
+                          "settings")
+    if kind == "avish":
+        base.pop("num_latents", None)
+        base.pop("formulation", None)
+    explicit = {}
+    for option, name in ADAPTER_FIELDS.items():
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        if name not in fields:
+            settings = ", ".join(sorted(fields)) or "none"
+            raise ConfigError(f"{ADAPTER_FLAGS[option]} does not apply to adapter {kind!r} (its settings: {settings})")
+        explicit[name] = value
+    for text in getattr(args, "adapter_set", None) or ():
+        name, value = _parse_setting(text)
+        if name not in fields:
+            raise ConfigError(f"--adapter-set {name}: adapter {kind!r} has no such setting (its settings: "
+                              f"{', '.join(sorted(fields)) or 'none'})")
+        explicit[name] = value
+    return adapter_config(kind, **{**base, **explicit})
+
+
+def task_option_values(task, args: argparse.Namespace, command: str = "train") -> dict:
+    """dest -> value of the task's own options given for ``command`` (after the config file)."""
+    return {o.dest: getattr(args, o.dest) for o in task.options
+            if command in o.commands and getattr(args, o.dest, None) is not None}
+
+
+def model_config_from_args(task, args: argparse.Namespace, task_values: dict | None = None):
+    """The task's model config: the model options, then the task's own model settings."""
+    from lavish.tasks.base import check_modalities
+
+    adapter = adapter_from_args(args, task.name)  # also fills the model defaults
+    check_modalities(task, args.modalities)
+    checkpointing = getattr(args, "checkpointing", None)
+    if checkpointing == "adapters" and not adapter.has_slots:
+        raise ConfigError(f"--checkpointing adapters does not apply to adapter {adapter.kind!r}, which adds no adapter "
+                          "modules to recompute: use --checkpointing blocks")
+    values = {"backbone": args.backbone, "adapter": adapter, "modalities": args.modalities,
+              "checkpointing": checkpointing or False}
+    values.update(task.model_settings(task_values or {}))
+    fields = {f.name for f in dataclasses.fields(task.model_config_cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:  # a task option that none of its configs reads: our bug, not the user's
+        raise RuntimeError(f"{task.name}: options {unknown} are read by no config")
+    return task.model_config_cls(**values)
+
+
+def train_config_from_args(task, args: argparse.Namespace, task_values: dict):
+    """The task's TrainConfig: its defaults, then the training options given."""
+    fields = {f.name for f in dataclasses.fields(task.train_config_cls)}
+    values = {k: getattr(args, k) for k in TRAIN_FIELDS if getattr(args, k, None) is not None}
+    values.update({k: v for k, v in task_values.items() if k in fields})
+    return task.train_config_cls(**values)

@@ -1,25 +1,47 @@
-"""``lavish train TASK``: train a task model on a prepared dataset; one sub-command per task module."""
+"""``lavish train TASK``: train a task's model on a prepared dataset; one sub-command per registered task.
+
+Settings come from the defaults (the authors' recipe of each task), then a YAML file (``--config``, keys = the long
+option names), then the command line; ``configs/<task>/*.yaml`` hold one file per row of the paper's tables.
+"""
 
 from __future__ import annotations
 
-import importlib
+import argparse
 
-#: modules that provide ``register_train(tasks)`` / ``register_eval(tasks)`` for their task
-TASK_MODULES = ("lavish.cli.ave", "lavish.cli.avs", "lavish.cli.avqa")
-
-
-def task_modules():
-    """The task CLI modules present in this installation."""
-    for name in TASK_MODULES:
-        try:
-            yield importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
+from lavish.cli.options import (add_train_options, apply_config_file, model_config_from_args, task_option_values,
+                                train_config_from_args)
+from lavish.errors import ConfigError
+from lavish.tasks.registry import TASKS
 
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a task model on a prepared dataset", description=__doc__)
     tasks = p.add_subparsers(dest="task", metavar="TASK", required=True)
-    for module in task_modules():
-        module.register_train(tasks)
+    for task in TASKS.values():
+        tp = tasks.add_parser(task.name, help=task.title, description=task.description,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_train_options(tp, task)
+        tp.set_defaults(func=run, parser=tp)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from lavish.tasks.base import train
+
+    task = TASKS[args.task]
+    apply_config_file(args)
+    if not args.data or not args.out:
+        raise ConfigError("train needs --data (a prepared cache) and --out (a run folder)")
+    values = task_option_values(task, args)
+    data_options = {k: values.pop(k) for k in list(values) if k in task.data_options}
+    train_config = train_config_from_args(task, args, values)
+    train_fields = set(train_config.__dataclass_fields__)
+    model_config = model_config_from_args(task, args, {k: v for k, v in values.items() if k not in train_fields})
+    pretrained = (True if args.pretrained is None else args.pretrained) or bool(args.backbone_weights)
+    result = train(task, args.data, args.out, model_config, train_config, pretrained=pretrained,
+                   backbone_weights=args.backbone_weights, resume=bool(args.resume),
+                   progress=args.progress is not False, data_options=data_options)
+    if result.best_value is not None and rank_zero_only.rank == 0:
+        print("\n".join(task.train_lines(result)))
+    return 0

@@ -260,3 +260,26 @@ def read_splits(layout: AveLayout, annotations: AveAnnotations) -> dict[str, np.
                 )
             seen[row] = name
     return splits
+
+
+def read_extra_features(path: Path | str, num_rows: int, num_segments: int = NUM_SEGMENTS) -> np.ndarray:
+    """(rows, T, E) float32 per-second features from an AVE-style h5 file (dataset ``avadataset``, indexed by
+    annotation row, e.g. the release's VGGish ``audio_feature.h5``: (4143, 10, 128)), checked against the
+    annotations (Table 8). DataError naming the file for anything else."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"extra audio features file {path} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            if "avadataset" not in f:
+                raise DataError(f"{path}: no dataset 'avadataset' (has {', '.join(f.keys()) or 'nothing'})")
+            data = np.asarray(f["avadataset"], dtype=np.float32)
+    except OSError as err:
+        raise DataError(f"{path}: not a readable HDF5 file ({err})") from None
+    if data.ndim != 3 or data.shape[0] < num_rows or data.shape[1] != num_segments:
+        raise DataError(f"{path}: avadataset has shape {data.shape}, expected ({num_rows}, {num_segments}, E)")
+    if not np.isfinite(data).all():
+        raise DataError(f"{path}: avadataset holds NaN or infinite values")
+    return data

@@ -10,6 +10,7 @@ front-end, spec 2.2-2.3) so that training reads arrays instead of decoding mp4s 
     <cache>/videos.json            one item per annotation row: {"video_id", "row", "category", "has_audio"}
     <cache>/labels.npy             (items, T) int64 per-segment class, background = len(classes)
     <cache>/failed.tsv             video_id, path, reason of the videos that could not be prepared
+    <cache>/extra_audio.npy        optional (items, T, E) float32 per-second features (AVE Table 8, VGGish)
     <cache>/manifest.json          settings + classes + splits (item indices) + failures, written LAST
 
 Every file is written to a hidden temp file in the same folder and renamed (``os.replace``), so a killed run
@@ -43,6 +44,8 @@ SETTINGS = "settings.json"
 VIDEOS = "videos.json"
 LABELS = "labels.npy"
 FAILED = "failed.tsv"
+EXTRA_AUDIO = "extra_audio.npy"
+"""optional (items, T, E) float32 extra per-second audio features (AVE Table 8), aligned with videos.json"""
 TEMP_MARK = ".tmp-"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")  # YouTube ids may start with - or _
 

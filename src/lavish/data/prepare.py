@@ -155,18 +155,23 @@ def write_failed(out: Path, videos: dict[str, Path], failed: dict[str, str]) -> 
 
 
 def prepare_ave(root: Path | str, out: Path | str, *, frame_size: tuple[int, int], frontend, workers: int = 1,
-                progress: bool = True) -> PrepareReport:
+                progress: bool = True, extra_audio_features: Path | str | None = None) -> PrepareReport:
     """Prepare an AVE dataset folder (layout in :mod:`lavish.data.ave`) into the cache folder ``out``.
 
-    frame_size: (H, W) of the stored frames; frontend: :class:`lavish.media.audio.AudioFrontend`. Raises
-    DataError for a bad dataset folder or an ``out`` holding a cache with other settings; bad videos are
-    reported, not raised.
+    frame_size: (H, W) of the stored frames; frontend: :class:`lavish.media.audio.AudioFrontend`;
+    extra_audio_features: an h5 file of per-second features indexed by annotation row (Table 8: the release's
+    VGGish ``audio_feature.h5``), stored as ``extra_audio.npy`` aligned with the cache's items. Raises
+    DataError for a bad dataset folder or features file, or an ``out`` holding a cache with other settings; bad
+    videos are reported, not raised.
     """
     start = time.monotonic()
     root, out = Path(root), Path(out)
     layout = ave.discover_ave(root)
     annotations = ave.read_annotations(layout.annotations)
     splits = ave.read_splits(layout, annotations)
+    extra = None
+    if extra_audio_features is not None:  # checked before any video is decoded
+        extra = ave.read_extra_features(extra_audio_features, len(annotations.records))
     settings = cache.CacheSettings(
         task="ave",
         frame_size=tuple(int(v) for v in frame_size),
@@ -190,6 +195,10 @@ def prepare_ave(root: Path | str, out: Path | str, *, frame_size: tuple[int, int
                           "has_audio": has_audio[rec.video_id]})
     labels = labels_all[list(item_of_row)] if items else np.zeros((0, ave.NUM_SEGMENTS), np.int64)
     item_splits = {name: [item_of_row[r] for r in rows.tolist() if r in item_of_row] for name, rows in splits.items()}
+    if extra is not None:
+        cache.atomic_save_npy(out / cache.EXTRA_AUDIO, extra[list(item_of_row)])
+    else:
+        (out / cache.EXTRA_AUDIO).unlink(missing_ok=True)  # a rerun without the option: the cache has none
     write_failed(out, videos, report.failed)
     cache.write_manifest(out, settings, classes=list(annotations.classes), items=items, labels=labels,
                          splits=item_splits, failed=report.failed)

@@ -15,11 +15,11 @@ from torch import nn
 
 from lavish.errors import ConfigError
 from lavish.models.adapters import AdapterConfig
-from lavish.models.backbone import LavishBackbone, create_backbone
-from lavish.models.task_config import TaskModelConfig, preset_adapter
+from lavish.models.task_config import TaskModelConfig, preset_adapter, task_backbone
 from lavish.models.heads import AveHead
 
 AVE_NUM_CLASSES = 29  # 28 events + background
+EXTRA_FROM_CACHE = -1
 
 
 @dataclass
@@ -31,7 +31,9 @@ class AveModelConfig(TaskModelConfig):
     modalities: str = "av"
     num_classes: int = AVE_NUM_CLASSES
     extra_audio_dim: int = 0
-    """width of precomputed per-second audio features concatenated before the head (Table 8); 0 = none"""
+    """width of precomputed per-second audio features concatenated before the head (Table 8, VGGish: 128);
+    0 = none; :data:`EXTRA_FROM_CACHE` (-1) = the width of the features the prepared cache holds (training
+    resolves it; a model is never built with -1)"""
     train_norms: bool = False
     checkpointing: bool | str = False
     """recompute in backward: "none", "adapters" or "blocks" (True = "blocks"); see backbone.CHECKPOINTING"""
@@ -39,8 +41,9 @@ class AveModelConfig(TaskModelConfig):
     def __post_init__(self) -> None:
         if self.num_classes < 2:
             raise ConfigError(f"num_classes={self.num_classes} is not valid: it must be at least 2")
-        if self.extra_audio_dim < 0:
-            raise ConfigError(f"extra_audio_dim={self.extra_audio_dim} is not valid: it must be >= 0")
+        if not isinstance(self.extra_audio_dim, int) or self.extra_audio_dim < EXTRA_FROM_CACHE:
+            raise ConfigError(f"extra_audio_dim={self.extra_audio_dim!r} is not valid: a width >= 0, or "
+                              f"{EXTRA_FROM_CACHE} for the width of the prepared cache's features")
 
 
 
@@ -48,14 +51,14 @@ class AveModel(nn.Module):
     """audio (B, T, F, M), frames (B, T, 3, H, W), extra (B, T, E) | None -> logits (B, T, num_classes)."""
 
     def __init__(self, config: AveModelConfig, *, pretrained: bool = False,
-                 backbone_weights: str | Path | None = None) -> None:
+                 backbone_weights: str | Path | None = None, timm_model: nn.Module | None = None) -> None:
         super().__init__()
+        if config.extra_audio_dim == EXTRA_FROM_CACHE:
+            raise ConfigError("extra_audio_dim=-1 (the prepared cache's width) must be resolved before the model "
+                              "is built: train on a cache prepared with --extra-audio-features")
         self.config = config
-        timm_model = create_backbone(config.backbone, pretrained=pretrained, weights=backbone_weights)
-        self.backbone = LavishBackbone(
-            timm_model, config.adapter, modalities=config.modalities,
-            checkpointing=config.checkpointing, train_norms=config.train_norms,
-        )
+        self.backbone = task_backbone(config, pretrained=pretrained, backbone_weights=backbone_weights,
+                                      timm_model=timm_model)
         dim = self.backbone.num_features * len(config.modalities) + config.extra_audio_dim
         self.head = AveHead(dim, config.num_classes)
 
@@ -72,8 +75,8 @@ class AveModel(nn.Module):
         feats = torch.cat(parts, dim=-1).view(b, t, -1)
         if self.config.extra_audio_dim:
             if extra is None:
-                raise ConfigError("this model was built with extra audio features: pass them (extra_audio_dim "
-                                  f"= {self.config.extra_audio_dim})")
+                raise ConfigError(f"this model was built with {self.config.extra_audio_dim}-wide extra audio "
+                                  "features per second (Table 8): pass them")
             feats = torch.cat([feats, extra.to(feats.dtype)], dim=-1)
         return feats
 

@@ -37,9 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lavish.errors import ConfigError
-from lavish.models.adapters import AdapterConfig
-from lavish.models.backbone import LavishBackbone, create_backbone
-from lavish.models.task_config import TaskModelConfig, preset_adapter
+from lavish.models.adapters import MODALITIES, AdapterConfig
+from lavish.models.task_config import TaskModelConfig, preset_adapter, task_backbone
 
 #: the official release: 93 question tokens + '<unk>' and 42 answers (spec 3.3)
 AVQA_QUESTION_VOCAB = 94
@@ -56,6 +55,10 @@ class AvqaModelConfig(TaskModelConfig):
 
     backbone: str = "swinv2_large_window12_192"
     adapter: AdapterConfig = preset_adapter("avqa")
+    modalities: str = "av"
+    """"av" (LAVISH), "v" (vision only, Table 7: no audio stream; the head's audio feature is zero, so the
+    spatial grounding is uniform and the audio temporal branch carries nothing) or "a" (audio only: the visual
+    tokens are zero)"""
     question_vocab: int = AVQA_QUESTION_VOCAB
     """rows of the word embedding (question vocabulary incl. '<pad>' and '<unk>')"""
     num_answers: int = AVQA_NUM_ANSWERS
@@ -65,6 +68,8 @@ class AvqaModelConfig(TaskModelConfig):
     """recompute in backward: "none", "adapters" or "blocks" (True = "blocks"); see backbone.CHECKPOINTING"""
 
     def __post_init__(self) -> None:
+        if self.modalities not in MODALITIES:
+            raise ConfigError(f"modalities={self.modalities!r} is not valid: choose one of {', '.join(MODALITIES)}")
         if self.question_vocab < 2:
             raise ConfigError(f"question_vocab={self.question_vocab} is not valid: it must be at least 2")
         if self.num_answers < 2:
@@ -110,13 +115,12 @@ class AvqaModel(nn.Module):
     """audio (B, T, F, M), frames (B, T, 3, H, W), question (B, L) ids, negatives (B, T, 3, H, W) | None."""
 
     def __init__(self, config: AvqaModelConfig, *, pretrained: bool = False,
-                 backbone_weights: str | Path | None = None) -> None:
+                 backbone_weights: str | Path | None = None, timm_model: nn.Module | None = None) -> None:
         super().__init__()
         self.config = config
-        timm_model = create_backbone(config.backbone, pretrained=pretrained, weights=backbone_weights)
-        self.backbone = LavishBackbone(timm_model, config.adapter, modalities="av",
-                                       checkpointing=config.checkpointing, train_norms=config.train_norms)
-        self.prefix_tokens = int(getattr(timm_model, "num_prefix_tokens", 0))
+        self.backbone = task_backbone(config, pretrained=pretrained, backbone_weights=backbone_weights,
+                                      timm_model=timm_model)
+        self.prefix_tokens = int(getattr(self.backbone.backbone, "num_prefix_tokens", 0))
         self.head = AvqaHead(self.backbone.num_features, config.question_vocab, config.num_answers)
 
     def visual_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -133,8 +137,16 @@ class AvqaModel(nn.Module):
                 negatives: torch.Tensor | None = None) -> AvqaOutput:
         b, t = frames.shape[:2]
         out = self.backbone(audio.flatten(0, 1), frames.flatten(0, 1))
+        audio_tokens, visual_tokens = out.audio, out.visual
+        # a stream that does not run (modalities "v" / "a") reaches the head as one zero token per segment
+        zero = (out.visual if out.visual is not None else out.audio).new_zeros(b * t, 1, self.backbone.num_features)
+        audio_tokens = zero if audio_tokens is None else audio_tokens
+        if visual_tokens is None:
+            visual_tokens, negatives = zero, None  # no frames: no audio-frame matching either
+        else:
+            visual_tokens = self.visual_tokens(visual_tokens)
         nega = self.negative_tokens(negatives.flatten(0, 1)) if negatives is not None else None
-        return self.head(out.audio, self.visual_tokens(out.visual), question, b, t, nega)
+        return self.head(audio_tokens, visual_tokens, question, b, t, nega)
 
 
 class AvqaHead(nn.Module):

@@ -39,8 +39,7 @@ from torch import nn
 
 from lavish.errors import ConfigError
 from lavish.models.adapters import AdapterConfig
-from lavish.models.backbone import LavishBackbone, create_backbone
-from lavish.models.task_config import TaskModelConfig, preset_adapter
+from lavish.models.task_config import TaskModelConfig, preset_adapter, task_backbone
 
 #: channel widths the AVSBench decoder reads (PVT-v2-b5 stages)
 DECODER_INPUTS = (64, 128, 320, 512)
@@ -171,14 +170,11 @@ class AvsModel(nn.Module):
     """audio (B, T, F, M), frames (B, T, 3, H, W) -> mask logits (B, T, H_m, W_m)."""
 
     def __init__(self, config: AvsModelConfig, *, pretrained: bool = False,
-                 backbone_weights: str | Path | None = None) -> None:
+                 backbone_weights: str | Path | None = None, timm_model: nn.Module | None = None) -> None:
         super().__init__()
         self.config = config
-        timm_model = create_backbone(config.backbone, pretrained=pretrained, weights=backbone_weights)
-        self.backbone = LavishBackbone(
-            timm_model, config.adapter, modalities=config.modalities,
-            checkpointing=config.checkpointing, train_norms=config.train_norms,
-        )
+        self.backbone = task_backbone(config, pretrained=pretrained, backbone_weights=backbone_weights,
+                                      timm_model=timm_model)
         dims = self.backbone.stage_dims()
         ch = config.decoder_channels
         self.x1_linear, self.x2_linear, self.x3_linear, self.x4_linear = (

@@ -282,6 +282,11 @@ class LavishBackbone(nn.Module):
         """(B', N, D) -> (B', D): mean of tokens (Swin-V2) or the class token (ViT), as the authors."""
         return self.family.pool(tokens)
 
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What training changes, for an optimiser: the adapters (and, for LoRA / BitFit / norm tuning, the
+        backbone parameters the adapter kind unfroze). Everything else stays frozen."""
+        return [p for p in self.parameters() if p.requires_grad]
+
 
 def _has_parameters(module: nn.Module) -> bool:
     return next(module.parameters(), None) is not None

@@ -9,14 +9,34 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import field
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from torch import nn
 
 from lavish.models.adapters import PRESETS, config_from_dict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lavish.models.backbone import LavishBackbone
 
 
 def preset_adapter(name: str) -> Any:
     """Dataclass field whose default is a fresh copy of adapter preset ``name``."""
     return field(default_factory=lambda: dataclasses.replace(PRESETS[name]))
+
+
+def task_backbone(config: Any, *, pretrained: bool = False, backbone_weights: str | Path | None = None,
+                  timm_model: nn.Module | None = None) -> "LavishBackbone":
+    """The LAVISH backbone of a task model config (fields backbone, adapter, modalities, checkpointing,
+    train_norms): around ``timm_model`` when the caller passes one (an already-built timm model of any supported
+    family), else a timm model built from ``config.backbone`` (hub weights, a local file or the seeded random init,
+    see :func:`lavish.models.backbone.create_backbone`)."""
+    from lavish.models.backbone import LavishBackbone, create_backbone
+
+    if timm_model is None:
+        timm_model = create_backbone(config.backbone, pretrained=pretrained, weights=backbone_weights)
+    return LavishBackbone(timm_model, config.adapter, modalities=config.modalities,
+                          checkpointing=config.checkpointing, train_norms=config.train_norms)
 
 
 class TaskModelConfig:

@@ -22,15 +22,26 @@ from torch import nn
 from lavish.errors import CheckpointError
 
 FROZEN_PREFIX = "backbone.backbone."
+"""where the frozen timm model sits in the task models (``model.backbone`` is the LavishBackbone)"""
+
+
+def frozen_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """State-dict prefixes of the frozen timm models inside ``model``: ``<path>.backbone.`` of every
+    LavishBackbone it holds (``backbone.`` when ``model`` is one), wherever a user's model keeps it."""
+    from lavish.models.backbone import LavishBackbone
+
+    return tuple(f"{name}.backbone." if name else "backbone." for name, module in model.named_modules()
+                 if isinstance(module, LavishBackbone))
 
 
 def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The tensors an adapter file holds (see module doc), detached and contiguous."""
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    frozen = frozen_prefixes(model)
     return {
         name: t.detach().contiguous()
         for name, t in model.state_dict().items()
-        if not name.startswith(FROZEN_PREFIX) or name in trainable
+        if not name.startswith(frozen) or name in trainable
     }
 
 
@@ -74,13 +85,14 @@ def describe(config: dict) -> str:
             f"{config.get('modalities')}, {config.get('num_classes')} classes")
 
 
-def load_adapter_into(model: nn.Module, path: str | Path, config: dict) -> dict:
-    """Load the adapter file ``path`` into ``model`` (whose configuration is ``config``); returns its meta.
+def load_adapter_into(model: nn.Module, path: str | Path, config: dict | None = None) -> dict:
+    """Load the adapter file ``path`` into ``model``; returns its meta.
 
-    Refuses a file whose configuration differs from ``config`` or whose tensors do not fit.
+    Refuses a file whose tensors do not fit the model, or whose configuration differs from ``config`` (the
+    model's ``to_dict()``; None when the model was built from the file's own configuration).
     """
     saved, meta, tensors = read_adapter(path)
-    if saved != json.loads(json.dumps(config, sort_keys=True)):
+    if config is not None and saved != json.loads(json.dumps(config, sort_keys=True)):
         diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
         raise CheckpointError(
             f"checkpoint {path} was made for {describe(saved)}, not for {describe(config)} "

@@ -1,9 +1,15 @@
-"""AVE: audio-visual event localisation (spec 3.1, 4), trained with Lightning.
+"""AVE: audio-visual event localisation (spec 3.1, 4) on the Task interface.
 
 Recipe (the authors' README command, ``AVE/main_trans.py``): Adam without weight decay, lr 5e-5 for the adapters
 and 4e-6 for the head (``mlp_class*``), no scheduler, batch of 2 videos (20 one-second segments), loss = BCE
 between the softmax over 29 classes and the one-hot label, up to 50 epochs with early stopping after 5 epochs
 without improvement. Accuracy = fraction of segments whose argmax is right, background included.
+
+Table 8 (+VGGish): ``lavish prepare ave --extra-audio-features AVE/audio_feature.h5`` stores the release's
+per-second features (rows, 10, 128) in the cache beside the frames (``extra_audio.npy``, one row per cache item),
+and ``lavish train ave --extra-audio-features`` builds the head on [visual, audio, extra]; the final test
+evaluation and ``lavish eval`` read them from the cache. They cannot be computed for a new video here (no VGGish
+model offline): ``lavish predict`` on such a model needs ``--extra-features FILE.npy`` ((seconds, 128) float).
 
 Where we differ from the authors' script, on purpose:
 * model selection and early stopping use the **validation** split; the authors selected on test (quirk 13),
@@ -23,23 +29,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import h5py
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from lavish.data.cache import AveCacheDataset
+from lavish.data.cache import EXTRA_AUDIO, AveCacheDataset
+from lavish.data.prepare import prepare_ave
 from lavish.errors import ConfigError, DataError
 from lavish.media.frames import normalize_frames
-from lavish.models.ave import AveModel, AveModelConfig
-from lavish.tasks.checkpointing import ExportBest, load_task_model
-from lavish.tasks.runner import (ADAPTER_FILE, NonFiniteLoss, SplitDataModule, TrainableCheckpoints, TrainConfig,
-                                 check_run_dir, last_checkpoint, make_trainer, record_run, write_results)
-
-MONITOR = "val/acc"
+from lavish.models.ave import EXTRA_FROM_CACHE, AveModel, AveModelConfig
+from lavish.tasks.base import DemoOptions, Evaluation, Option, Task, TaskModule, TrainResult
+from lavish.tasks.runner import SplitDataModule, TrainConfig
 
 
 @dataclass
@@ -54,7 +56,7 @@ class AveTrainConfig(TrainConfig):
 
 
 class WithExtraFeatures(Dataset):
-    """Adds ``extra`` (T, E) float32 per item from an h5 file indexed by annotation row (Table 8)."""
+    """Adds ``extra`` (T, E) float32 per item from the cache's ``extra_audio.npy`` (items, T, E) (Table 8)."""
 
     def __init__(self, base: AveCacheDataset, features: np.ndarray) -> None:
         self.base, self.features = base, features
@@ -64,26 +66,8 @@ class WithExtraFeatures(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         item = self.base[i]
-        row = self.base.items[item["index"]]["row"]
-        item["extra"] = torch.from_numpy(np.asarray(self.features[row], dtype=np.float32))
+        item["extra"] = torch.from_numpy(np.array(self.features[item["index"]], dtype=np.float32))
         return item
-
-
-def read_extra_features(path: str | Path, num_rows: int, num_segments: int) -> np.ndarray:
-    """(rows, T, E) array from an AVE-style h5 file (dataset ``avadataset``), checked against the annotations."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"extra audio features file {path} does not exist")
-    try:
-        with h5py.File(path, "r") as f:
-            if "avadataset" not in f:
-                raise DataError(f"{path}: no dataset 'avadataset' (has {', '.join(f.keys()) or 'nothing'})")
-            data = np.asarray(f["avadataset"], dtype=np.float32)
-    except OSError as err:
-        raise DataError(f"{path}: not a readable HDF5 file ({err})") from None
-    if data.ndim != 3 or data.shape[0] < num_rows or data.shape[1] != num_segments:
-        raise DataError(f"{path}: avadataset has shape {data.shape}, expected ({num_rows}, {num_segments}, E)")
-    return data
 
 
 def collate(items: list[dict]) -> dict:
@@ -94,18 +78,29 @@ def collate(items: list[dict]) -> dict:
     return out
 
 
+def read_cache_extra(cache_dir: Path) -> np.ndarray | None:
+    """The cache's extra per-second audio features (items, T, E), memory-mapped; None if it has none."""
+    path = Path(cache_dir) / EXTRA_AUDIO
+    if not path.exists():
+        return None
+    try:
+        return np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: unreadable ({err}); prepare the cache again") from None
+
+
 class AveDataModule(SplitDataModule):
-    """Train / val / test splits of a prepared AVE cache."""
+    """Train / val / test splits of a prepared AVE cache; ``extra=True`` adds the cache's extra features."""
 
     TASK, COLLATE = "ave", collate
 
     def __init__(self, cache_dir: str | Path, *, backbone: str, batch_size: int = 2, seed: int = 0,
-                 num_workers: int = 0, extra_features: str | Path | None = None) -> None:
+                 num_workers: int = 0, extra: bool = False) -> None:
         super().__init__(cache_dir, backbone=backbone, batch_size=batch_size, seed=seed, num_workers=num_workers)
-        self.extra = None
-        if extra_features is not None:
-            rows = max(item["row"] for item in json.loads((self.cache_dir / "videos.json").read_text())) + 1
-            self.extra = read_extra_features(extra_features, rows, self.manifest["num_segments"])
+        self.extra = read_cache_extra(self.cache_dir) if extra else None
+        if extra and self.extra is None:
+            raise DataError(f"{self.cache_dir}: the cache holds no extra audio features; prepare it with "
+                            "`lavish prepare ave --extra-audio-features FILE.h5` (Table 8)")
 
     @property
     def classes(self) -> list[str]:
@@ -123,161 +118,282 @@ class AveDataModule(SplitDataModule):
 def ave_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """BCE(softmax(logits), one-hot(labels)), mean over all entries (the authors' loss), in float32.
 
-    logits: (B, T, K), labels: (B, T) int64.
+    logits: (B, T, K), labels: (B, T) int64. A non-finite logit makes the loss NaN (``binary_cross_entropy``
+    would raise on a NaN probability instead): the training step reports it with its step number.
     """
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        probs = logits.float().softmax(-1)
+        logits = logits.float()
+        probs = logits.softmax(-1)
         target = F.one_hot(labels, logits.shape[-1]).float()
-        return F.binary_cross_entropy(probs, target)
+        # exactly 0 for finite logits, NaN otherwise; NaN probabilities are replaced so that BCE does not raise
+        poison = logits.sum() * 0.0
+        return F.binary_cross_entropy(torch.nan_to_num(probs, nan=0.5), target) + poison
 
 
-class AveTask(TrainableCheckpoints, L.LightningModule):
-    """LightningModule: the AVE model, its loss, metrics and optimiser."""
+class AveEvaluation(Evaluation):
+    """Segment accuracy (background included), per-class accuracy and the confusion matrix."""
 
-    def __init__(self, model_config: dict, train_config: dict, classes: list[str], pretrained: bool = False,
-                 backbone_weights: str | None = None) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.model = AveModel(AveModelConfig.from_dict(model_config), pretrained=pretrained,
-                              backbone_weights=backbone_weights)
-        self.train_config = AveTrainConfig(**train_config)
-        k = self.model.config.num_classes
-        self.train_acc = MulticlassAccuracy(k, average="micro")
-        self.val_acc = MulticlassAccuracy(k, average="micro")
-        self.test_acc = MulticlassAccuracy(k, average="micro")
+    def __init__(self, classes: list[str], split: str, confusion_png: str | Path | None) -> None:
+        self.classes, self.split, self.png = classes, split, confusion_png
+        # rank 0 alone evaluates after DDP: no synchronisation
+        self.confusion = MulticlassConfusionMatrix(len(classes), sync_on_compute=False)
 
-    def forward(self, batch: dict) -> torch.Tensor:
-        """Logits (B, T, K) of a collated batch."""
-        frames = normalize_frames(batch["frames"])
-        return self.model(batch["audio"], frames, batch.get("extra"))
+    def update(self, logits: torch.Tensor, batch: dict) -> None:
+        self.confusion.update(logits.argmax(-1).flatten(), batch["labels"].flatten())
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits = self(batch)
-        # checked before the loss: binary_cross_entropy raises its own RuntimeError on NaN probabilities
-        finite = bool(torch.isfinite(logits).all())
-        loss = ave_loss(logits, batch["labels"]) if finite else None
-        if loss is None or not torch.isfinite(loss):
-            what = "the model output is not finite" if loss is None else f"training loss is {loss.item()}"
-            raise NonFiniteLoss(
-                f"{what} at step {self.global_step} (epoch {self.current_epoch}); stopped, "
-                f"the last good checkpoint is kept in the run's checkpoints/ folder"
-            )
-        self.train_acc(logits.argmax(-1).flatten(), batch["labels"].flatten())
-        bs = batch["labels"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True, batch_size=bs)
-        return loss
+    def result(self) -> dict:
+        cm = self.confusion.compute().numpy()
+        total = cm.sum()
+        k = len(self.classes)
+        per_class = {self.classes[i]: (float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None) for i in range(k)}
+        result = {"split": self.split, "segments": int(total),
+                  "accuracy": float(np.trace(cm) / total) if total else 0.0,
+                  "per_class": per_class, "confusion": cm.tolist(), "classes": self.classes}
+        if self.png is not None:
+            from lavish.tasks.plots import plot_confusion
 
-    def _eval_step(self, batch: dict, metric, stage: str) -> None:
-        logits = self(batch)
-        loss = ave_loss(logits, batch["labels"])
-        metric(logits.argmax(-1).flatten(), batch["labels"].flatten())
-        bs = batch["labels"].shape[0]
-        self.log(f"{stage}/loss", loss, batch_size=bs, sync_dist=True)
-        self.log(f"{stage}/acc", metric, prog_bar=True, batch_size=bs)
+            result["confusion_png"] = str(plot_confusion(cm, self.classes, self.png))
+        return result
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, self.val_acc, "val")
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, self.test_acc, "test")
+class AveTask(Task):
+    """Audio-visual event localisation: a label (28 events + background) for every second of a 10-s video."""
 
-    def configure_optimizers(self):
-        head = [p for p in self.model.head.parameters() if p.requires_grad]
+    name = "ave"
+    title = "audio-visual event localisation (AVE)"
+    model_config_cls = AveModelConfig
+    model_cls = AveModel
+    train_config_cls = AveTrainConfig
+    data_module_cls = AveDataModule
+    prepare = staticmethod(prepare_ave)
+    monitor = "acc"
+    lr_help = "adapter learning rate (default 5e-5)"
+    predict_outputs = ("plot",)
+    options = (
+        Option(("--lr-head",), {"type": float, "help": "head learning rate (default 4e-6)"}),
+        Option(("--extra-audio-features",), {
+            "action": "store_true", "default": None,
+            "help": "train on the extra per-second audio features the cache holds (Table 8, VGGish: prepare "
+                    "with --extra-audio-features FILE.h5)"}),
+        Option(("--extra-audio-features",), {
+            "metavar": "FILE.h5", "dest": "extra_audio_features",
+            "help": "h5 file of per-second audio features indexed by annotation row (dataset 'avadataset', "
+                    "(rows, 10, E); the AVE release's audio_feature.h5 for Table 8), stored in the cache"},
+               commands=("prepare",)),
+        Option(("--extra-features",), {
+            "metavar": "FILE.npy", "help": "(seconds, E) float array of the video's extra audio features, for a "
+                                           "model trained with them (Table 8)"}, commands=("predict",)),
+        Option(("--confusion",), {"metavar": "PNG", "dest": "confusion_png",
+                                                  "help": "also draw the confusion matrix into this PNG"},
+               commands=("eval",)),
+    )
+    real_run = (
+        "A real run uses pretrained weights and the AVE dataset: download AVE (4,143 videos, Tian et al. ECCV 2018), "
+        "then\n  lavish prepare ave --root AVE_ROOT --out ave-cache --workers 8\n"
+        "  lavish train ave --data ave-cache --out runs/ave-swinv2-l      # Swin-V2-L, the paper's recipe\n"
+        "(offline machines: add --backbone-weights swinv2_large_window12_192.safetensors). See docs/reproduce.md."
+    )
+
+    # ----------------------------------------------------------------------------------------------- data
+    def data_module(self, data, *, backbone, batch_size, seed=0, num_workers=0, model_config=None, meta=None):
+        extra = bool(model_config is not None and model_config.extra_audio_dim)
+        return AveDataModule(data, backbone=backbone, batch_size=batch_size, seed=seed, num_workers=num_workers,
+                             extra=extra)
+
+    def model_settings(self, values: dict) -> dict:
+        values = dict(values)
+        if values.pop("extra_audio_features", None):
+            values["extra_audio_dim"] = EXTRA_FROM_CACHE
+        return values
+
+    def fit_model_config(self, model_config: AveModelConfig, dm: AveDataModule):
+        classes = dm.classes
+        extra = model_config.extra_audio_dim
+        if extra not in (0, EXTRA_FROM_CACHE) and extra != dm.extra_dim:
+            raise DataError(f"{dm.cache_dir}: the cache's extra audio features are {dm.extra_dim} wide, the model "
+                            f"config asks for {extra}")
+        config = dataclasses.replace(model_config, extra_audio_dim=dm.extra_dim, num_classes=len(classes) + 1)
+        return config, {"classes": classes + ["background"]}
+
+    def check_model_data(self, model, meta, dm: AveDataModule, checkpoint: Path) -> None:
+        cache_classes = dm.classes + ["background"]
+        classes = meta.get("classes") or cache_classes
+        if classes != cache_classes or len(classes) != model.config.num_classes:
+            raise DataError(f"{dm.cache_dir}: the cache's {len(cache_classes)} classes ({', '.join(cache_classes[:3])},"
+                            f" ...) are not the {model.config.num_classes} classes checkpoint {checkpoint} was "
+                            "trained on")
+        if model.config.extra_audio_dim != dm.extra_dim:
+            raise DataError(f"{dm.cache_dir}: checkpoint {checkpoint} needs {model.config.extra_audio_dim}-wide extra "
+                            f"audio features, the cache holds {dm.extra_dim or 'none'}")
+
+    # ---------------------------------------------------------------------------------------------- model
+    def forward(self, model: AveModel, batch: dict) -> torch.Tensor:
+        """Logits (B, T, K)."""
+        return model(batch["audio"], normalize_frames(batch["frames"]), batch.get("extra"))
+
+    def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        return ave_loss(logits, batch["labels"])
+
+    def metrics(self, stage: str, model: AveModel) -> dict:
+        return {"acc": MulticlassAccuracy(model.config.num_classes, average="micro")}
+
+    def update_metrics(self, metrics, logits, batch) -> None:
+        metrics["acc"].update(logits.argmax(-1).flatten(), batch["labels"].flatten())
+
+    def configure_optimizers(self, module: TaskModule):
+        cfg = module.train_config
+        head = [p for p in module.model.head.parameters() if p.requires_grad]
         head_ids = {id(p) for p in head}
-        rest = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
-        groups = [{"params": head, "lr": self.train_config.lr_head, "name": "head"}]
+        rest = [p for p in module.model.parameters() if p.requires_grad and id(p) not in head_ids]
+        groups = [{"params": head, "lr": cfg.lr_head, "name": "head"}]
         if rest:
-            groups.append({"params": rest, "lr": self.train_config.lr, "name": "adapters"})
+            groups.append({"params": rest, "lr": cfg.lr, "name": "adapters"})
         return torch.optim.Adam(groups)
 
+    def results(self, result: TrainResult) -> dict:
+        return {"best_epoch": result.best_epoch, "best_val_acc": result.best_value,
+                "test_acc": None if result.test is None else result.test["accuracy"],
+                "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1)}
 
-@dataclass
-class TrainResult:
-    run_dir: Path
-    adapter: Path
-    best_epoch: int | None
-    best_val_acc: float | None
-    test_acc: float | None
-    epochs_run: int
-    seconds: float
+    def train_lines(self, result: TrainResult) -> list[str]:
+        test = "none" if result.test is None else f"{result.test['accuracy']:.4f}"
+        best = "none" if result.best_value is None else f"{result.best_value:.4f}"
+        return [f"best validation accuracy {best} at epoch {result.best_epoch}; test accuracy {test}; "
+                f"adapter file {result.adapter} ({result.seconds:.0f} s)"]
+
+    # ----------------------------------------------------------------------------------------- evaluation
+    def evaluation(self, model, meta, dm, split, *, confusion_png=None) -> AveEvaluation:
+        return AveEvaluation(meta.get("classes") or dm.classes + ["background"], split, confusion_png)
+
+    def eval_lines(self, result: dict) -> list[str]:
+        lines = [f"{result['split']}: accuracy {result['accuracy']:.4f} over {result['segments']} segments"]
+        lines += [f"  {name:<40} {'-' if acc is None else f'{acc:.3f}'}" for name, acc in result["per_class"].items()]
+        if result.get("confusion_png"):
+            lines.append(f"confusion matrix: {result['confusion_png']}")
+        return lines
+
+    # ----------------------------------------------------------------------------------------- prediction
+    @torch.no_grad()
+    def predict(self, model: AveModel, meta: dict, video, *, plot=None, extra_features=None,
+                batch_seconds: int = 20, arrays: bool = False) -> dict:
+        """Per-second labels of any video: {video, duration, has_audio, seconds: [{second, label, probability}]};
+        ``plot``: also draw the timeline into this PNG (``plot`` key); ``extra_features``: a (seconds, E) .npy file
+        for a model trained with extra audio features; ``arrays``: add ``probabilities`` (T, K) float32 and
+        ``frames`` (T, H, W, 3) uint8.
+
+        Any length >= 1 s (one segment per whole second), any codec PyAV reads, any sample rate and layout. A video
+        without an audio stream is classified with a silent spectrogram (one warning; ``has_audio: false``).
+        """
+        from lavish.media.decode import decode_clip
+
+        clip = decode_clip(video, num_segments=None, frame_size=tuple(meta["frame_size"]), frontend=meta["frontend"])
+        extra = self._extra_for(model, video, extra_features, len(clip.frames))
+        classes = meta["classes"]
+        frames, audio = torch.from_numpy(clip.frames), torch.from_numpy(clip.spectrograms)
+        probs = []
+        for s in range(0, len(frames), batch_seconds):
+            f = normalize_frames(frames[s:s + batch_seconds])[None]
+            a = audio[s:s + batch_seconds][None]
+            e = None if extra is None else extra[s:s + batch_seconds][None]
+            probs.append(model(a, f, e)[0].softmax(-1))
+        probs = torch.cat(probs)
+        best, idx = probs.max(-1)
+        seconds = [{"second": i, "label": classes[int(k)], "probability": round(float(p), 4)}
+                   for i, (k, p) in enumerate(zip(idx, best))]
+        result = {"video": str(video), "duration": clip.duration, "has_audio": clip.has_audio, "seconds": seconds}
+        if plot is not None:
+            from lavish.tasks.plots import plot_timeline
+
+            result["plot"] = str(plot_timeline(seconds, clip.frames, Path(video).name, plot))
+        if arrays:
+            result.update(probabilities=probs.numpy(), frames=clip.frames)
+        return result
+
+    @staticmethod
+    def _extra_for(model: AveModel, video, path, seconds: int) -> torch.Tensor | None:
+        need = model.config.extra_audio_dim
+        if not need:
+            if path is not None:
+                raise ConfigError("--extra-features does not apply: this model was trained without extra audio "
+                                  "features")
+            return None
+        if path is None:
+            raise ConfigError(f"this model uses {need}-wide extra audio features per second (Table 8, VGGish), which "
+                              f"lavish cannot compute for {video} here: pass them with --extra-features FILE.npy")
+        try:
+            extra = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise DataError(f"{path}: not a readable .npy array ({err})") from None
+        if extra.ndim != 2 or extra.shape[1] != need or extra.shape[0] < seconds:
+            raise DataError(f"{path}: extra features have shape {extra.shape}, the video needs ({seconds}, {need})")
+        return torch.from_numpy(np.asarray(extra[:seconds], dtype=np.float32))
+
+    def predict_lines(self, res: dict) -> list[str]:
+        lines = [f"{res['video']} ({res['duration']:.1f} s{'' if res['has_audio'] else ', no audio'})"]
+        lines += [f"  {s['second']:>4d} s  {s['label']:<40} {s['probability']:.3f}" for s in res["seconds"]]
+        if res.get("plot"):
+            lines.append(f"  timeline: {res['plot']}")
+        return lines
+
+    # ----------------------------------------------------------------------------------------------- demo
+    def demo(self, options: DemoOptions) -> int:
+        """Synthetic AVE layout -> prepare -> train audio-visual LAVISH, vision only and audio only (Table 7's
+        comparison) -> test accuracy table and bar plot -> predict one test clip with its timeline."""
+        from lavish.data.cache import atomic_write_json
+        from lavish.data.synthetic_ave import make_synthetic_ave
+        from lavish.media.audio import get_frontend
+        from lavish.models.adapters import PRESETS
+        from lavish.models.input_spec import input_spec
+        from lavish.tasks.base import evaluate, load, train
+        from lavish.tasks.plots import plot_bars
+
+        if options.videos < 10:
+            raise ConfigError(f"videos={options.videos} is not valid: the demo needs at least 10 (train/val/test "
+                              "splits)")
+        start = time.monotonic()
+        backbone = options.backbone or self.demo_backbone
+        out = Path(options.out)
+        data, cache = out / "data", out / "cache"
+        print(f"[1/5] synthetic AVE-layout dataset: {options.videos} videos, {options.classes} classes -> {data}")
+        if not (data / "Annotations.txt").exists():
+            make_synthetic_ave(data, num_videos=options.videos, num_classes=options.classes, seed=options.seed,
+                               workers=options.workers)
+        spec = input_spec(backbone, "ave")
+        print(f"[2/5] prepare -> {cache}")
+        if not (cache / "manifest.json").exists():
+            report = prepare_ave(data, cache, frame_size=spec.frame_size, frontend=get_frontend(spec.audio_frontend),
+                                 workers=options.workers, progress=options.progress)
+            print("      " + report.summary().replace("\n", "\n      "))
+        rows = []
+        for name, modalities in DEMO_VARIANTS.items():
+            run_dir = out / "runs" / modalities
+            print(f"[3/5] train {name} -> {run_dir}")
+            if not (run_dir / "results.json").exists():
+                model = AveModelConfig(backbone=backbone, adapter=PRESETS["ave"], modalities=modalities)
+                cfg = AveTrainConfig(epochs=options.epochs, batch_size=4, lr=1e-3, lr_head=1e-3,
+                                     patience=options.epochs, seed=options.seed)
+                train(self, cache, run_dir, model, cfg, pretrained=False, progress=options.progress, test=False)
+            result = evaluate(run_dir / "best.safetensors", cache, split="test", progress=False)
+            val = json.loads((run_dir / "results.json").read_text())["best_val_acc"]
+            rows.append((name, result["accuracy"], val))
+        print("[4/5] test accuracy (segments, background included)")
+        print(f"      {'model':<24} {'val acc':>8} {'test acc':>9}")
+        for name, test_acc, val_acc in rows:
+            print(f"      {name:<24} {val_acc:>8.3f} {test_acc:>9.3f}")
+        atomic_write_json(out / "results.json", {name: {"test_accuracy": t, "val_accuracy": v}
+                                                 for name, t, v in rows})
+        plot = plot_bars([r[0].split(" (")[0] for r in rows], [r[1] for r in rows], "Synthetic AVE: test accuracy",
+                         out / "demo.png")
+        _, model, meta = load(out / "runs" / "av" / "best.safetensors")
+        ds = AveCacheDataset(cache, "test")
+        video = data / "AVE" / f"{ds.items[ds.indices[0]]['video_id']}.mp4"
+        pred = self.predict(model, meta, video, plot=out / "timeline.png")
+        print(f"[5/5] predict {video}: " + " ".join(s["label"].split(" ")[0][:6] for s in pred["seconds"]))
+        print(f"plots: {plot}, {pred['plot']}; table: {out / 'results.json'}; "
+              f"{time.monotonic() - start:.0f} s in all")
+        print(self.real_run)
+        return 0
 
 
-def train_ave(data: str | Path, out: str | Path, model_config: AveModelConfig, train_config: AveTrainConfig, *,
-              pretrained: bool = False, backbone_weights: str | None = None, resume: bool = False,
-              extra_features: str | None = None, progress: bool = True, test: bool = True) -> TrainResult:
-    """Train an AVE model on a prepared cache into the run folder ``out`` (see module doc)."""
-    start = time.monotonic()
-    out = check_run_dir(out, resume)
-    L.seed_everything(train_config.seed, workers=True, verbose=False)
-    dm = AveDataModule(data, backbone=model_config.backbone, batch_size=train_config.batch_size,
-                       seed=train_config.seed, num_workers=train_config.num_workers, extra_features=extra_features)
-    classes = dm.classes
-    model_config = dataclasses.replace(model_config, extra_audio_dim=dm.extra_dim, num_classes=len(classes) + 1)
-    meta = {"task": "ave", "classes": classes + ["background"], "pretrained": pretrained,
-            "backbone_weights": backbone_weights, "frontend": dm.manifest["frontend"]["name"],
-            "frame_size": dm.manifest["frame_size"]}
-    record_run(out, resume, model=model_config.to_dict(), train=train_config, data=data, meta=meta)
-    task = AveTask(model_config.to_dict(), dataclasses.asdict(train_config), classes, pretrained, backbone_weights)
-    task.model.backbone.checkpointing = model_config.checkpointing
-    export = ExportBest(out / ADAPTER_FILE, MONITOR, meta)
-    trainer = make_trainer(out, train_config, export, progress=progress)
-    trainer.fit(task, datamodule=dm, ckpt_path=str(last_checkpoint(out)) if resume else None)
-    test_acc = None
-    if test and trainer.is_global_zero and (out / ADAPTER_FILE).exists():
-        test_acc = evaluate_ave(out / ADAPTER_FILE, data, split="test", backbone_weights=backbone_weights,
-                                progress=False)["accuracy"]
-    result = TrainResult(out, out / ADAPTER_FILE, export.best_epoch, export.best, test_acc,
-                         trainer.current_epoch, time.monotonic() - start)
-    write_results(out, trainer, {
-        "best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc, "test_acc": result.test_acc,
-        "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1),
-    })
-    return result
-
-
-def load_ave_model(checkpoint: str | Path, *, backbone_weights: str | None = None) -> tuple[AveModel, dict]:
-    """An AveModel rebuilt from an adapter file (config + meta inside), in eval mode; returns (model, meta)."""
-    return load_task_model(checkpoint, task="ave", config_cls=AveModelConfig, model_cls=AveModel,
-                           backbone_weights=backbone_weights)
-
-
-@torch.no_grad()
-def evaluate_ave(checkpoint: str | Path, data: str | Path, *, split: str = "test",
-                 backbone_weights: str | None = None, batch_size: int = 2, progress: bool = True,
-                 confusion_png: str | Path | None = None) -> dict:
-    """Segment accuracy (background included), per-class accuracy and confusion matrix on a cache split."""
-    model, meta = load_ave_model(checkpoint, backbone_weights=backbone_weights)
-    extra = None
-    if model.config.extra_audio_dim:
-        raise ConfigError("evaluating a model with extra audio features needs them: use `lavish train` results")
-    dm = AveDataModule(data, backbone=model.config.backbone, batch_size=batch_size, extra_features=extra)
-    cache_classes = dm.classes + ["background"]
-    classes = meta.get("classes") or cache_classes
-    if classes != cache_classes or len(classes) != model.config.num_classes:
-        raise DataError(f"{data}: the cache's {len(cache_classes)} classes ({', '.join(cache_classes[:3])}, ...) are "
-                        f"not the {model.config.num_classes} classes checkpoint {checkpoint} was trained on")
-    k = model.config.num_classes
-    confusion = MulticlassConfusionMatrix(k, sync_on_compute=False)  # rank 0 alone evaluates after DDP
-    loader = DataLoader(dm.dataset(split), batch_size=batch_size, collate_fn=collate)
-    from tqdm import tqdm
-
-    for batch in tqdm(loader, desc=f"eval {split}", disable=not progress, leave=False):
-        logits = model(batch["audio"], normalize_frames(batch["frames"]), batch.get("extra"))
-        confusion.update(logits.argmax(-1).flatten(), batch["labels"].flatten())
-    cm = confusion.compute().numpy()
-    total = cm.sum()
-    per_class = {classes[i]: (float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None) for i in range(k)}
-    result = {
-        "split": split,
-        "segments": int(total),
-        "accuracy": float(np.trace(cm) / total) if total else 0.0,
-        "per_class": per_class,
-        "confusion": cm.tolist(),
-        "classes": classes,
-    }
-    if confusion_png is not None:
-        from lavish.tasks.plots import plot_confusion
-
-        plot_confusion(cm, classes, confusion_png)
-    return result
+#: the demo's three runs (Table 7's comparison): name -> modalities
+DEMO_VARIANTS = {"audio-visual (LAVISH)": "av", "vision only": "v", "audio only": "a"}

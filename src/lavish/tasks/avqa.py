@@ -1,4 +1,4 @@
-"""MUSIC-AVQA: audio-visual question answering (spec 3.3, 4), trained with Lightning.
+"""MUSIC-AVQA: audio-visual question answering (spec 3.3, 4) on the Task interface.
 
 Recipe (the authors' README command, ``AVQA/net_grd_avst/main_avst.py``): Adam, lr 8e-5 for everything trainable
 (adapters, head, Swin LayerNorms), StepLR(8 epochs, 0.1), batch 1 question (10 segments), loss
@@ -31,24 +31,23 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 from torchmetrics.aggregation import MeanMetric
 
 from lavish.data import avqa
 from lavish.data.cache import audio_path, frames_path, read_json, read_manifest
-from lavish.errors import ConfigError, DataError
+from lavish.data.prepare import prepare_avqa
+from lavish.errors import CheckpointError, ConfigError, DataError
 from lavish.media.frames import normalize_frames
 from lavish.models.avqa import AvqaModel, AvqaModelConfig, AvqaOutput
-from lavish.tasks.checkpointing import ExportBest, load_task_model
-from lavish.tasks.runner import (ADAPTER_FILE, NonFiniteLoss, SplitDataModule, TrainableCheckpoints, TrainConfig,
-                                 check_run_dir, last_checkpoint, make_trainer, record_run, write_results)
+from lavish.tasks.base import DemoOptions, Evaluation, Option, Task, TaskModule, TrainResult
+from lavish.tasks.runner import SplitDataModule, TrainConfig
 
-MONITOR = "val/acc"
 LR_RULES = {"constant": lambda r: 1.0, "sqrt": math.sqrt, "linear": lambda r: r}
 MATCH_WEIGHT = 0.5
 IGNORE = -1
@@ -217,116 +216,13 @@ def avqa_loss(out: AvqaOutput, answers: torch.Tensor) -> torch.Tensor:
     return loss
 
 
-class AvqaTask(TrainableCheckpoints, L.LightningModule):
-    """LightningModule: the AVQA model, its loss, accuracy and optimiser."""
-
-    def __init__(self, model_config: dict, train_config: dict, pretrained: bool = False,
-                 backbone_weights: str | None = None) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.model = AvqaModel(AvqaModelConfig.from_dict(model_config), pretrained=pretrained,
-                               backbone_weights=backbone_weights)
-        self.train_config = AvqaTrainConfig(**train_config)
-        self.train_acc, self.val_acc, self.test_acc = MeanMetric(), MeanMetric(), MeanMetric()
-
-    def forward(self, batch: dict) -> AvqaOutput:
-        negatives = normalize_frames(batch["negatives"]) if "negatives" in batch else None
-        return self.model(batch["audio"], normalize_frames(batch["frames"]), batch["question"], negatives)
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        out = self(batch)
-        loss = avqa_loss(out, batch["answer"])
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"training loss is {loss.item()} at step {self.global_step} (epoch "
-                                f"{self.current_epoch}); stopped, the last good checkpoint is kept")
-        bs = batch["answer"].shape[0]
-        self.train_acc.update((out.logits.argmax(-1) == batch["answer"]).float())
-        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=bs)
-        return loss
-
-    def _eval_step(self, batch: dict, metric, stage: str) -> None:
-        out = self(batch)
-        metric.update((out.logits.argmax(-1) == batch["answer"]).float())
-        self.log(f"{stage}/acc", metric, prog_bar=True, batch_size=batch["answer"].shape[0])
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, self.val_acc, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, self.test_acc, "test")
-
-    def configure_optimizers(self):
-        cfg = self.train_config
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=cfg.scaled_lr)
-        steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max(1, self.trainer.max_epochs))
-
-        def factor(step: int) -> float:
-            warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-            return warm * cfg.gamma ** ((step // steps_per_epoch) // cfg.step_size)
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-# --------------------------------------------------------------------------------------------------- train
-@dataclass
-class TrainResult:
-    run_dir: Path
-    adapter: Path
-    best_epoch: int | None
-    best_val_acc: float | None
-    test: dict | None
-    epochs_run: int
-    seconds: float
-
-
-def train_avqa(data: str | Path, out: str | Path, model_config: AvqaModelConfig, train_config: AvqaTrainConfig, *,
-               pretrained: bool = False, backbone_weights: str | None = None, resume: bool = False,
-               progress: bool = True, test: bool = True) -> TrainResult:
-    """Train an AVQA model on a prepared cache into the run folder ``out`` (see module doc)."""
-    start = time.monotonic()
-    out = check_run_dir(out, resume)
-    L.seed_everything(train_config.seed, workers=True, verbose=False)
-    dm = AvqaDataModule(data, backbone=model_config.backbone, batch_size=train_config.batch_size,
-                        seed=train_config.seed, num_workers=train_config.num_workers)
-    model_config = dataclasses.replace(model_config, question_vocab=len(dm.vocab.question),
-                                       num_answers=len(dm.vocab.answer))
-    meta = {"task": "avqa", **dm.vocab.to_meta(), "pretrained": pretrained, "backbone_weights": backbone_weights,
-            "frontend": dm.manifest["frontend"]["name"], "frame_size": dm.manifest["frame_size"],
-            "num_segments": dm.manifest["num_segments"]}
-    record_run(out, resume, model=model_config.to_dict(), train=train_config, data=data, meta=meta)
-    task = AvqaTask(model_config.to_dict(), dataclasses.asdict(train_config), pretrained, backbone_weights)
-    task.model.backbone.checkpointing = model_config.checkpointing
-    export = ExportBest(out / ADAPTER_FILE, MONITOR, meta)
-    trainer = make_trainer(out, train_config, export, progress=progress)
-    trainer.fit(task, datamodule=dm, ckpt_path=str(last_checkpoint(out)) if resume else None)
-    test_result = None
-    if test and trainer.is_global_zero and (out / ADAPTER_FILE).exists():
-        test_result = evaluate_avqa(out / ADAPTER_FILE, data, split="test", backbone_weights=backbone_weights,
-                                    progress=False)
-    result = TrainResult(out, out / ADAPTER_FILE, export.best_epoch, export.best, test_result,
-                         trainer.current_epoch, time.monotonic() - start)
-    write_results(out, trainer, {
-        "best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc,
-        "test": None if test_result is None else {k: test_result[k] for k in avqa.category_keys()},
-        "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1),
-    })
-    return result
-
-
 # ---------------------------------------------------------------------------------------------- evaluate
-def load_avqa_model(checkpoint: str | Path, *, backbone_weights: str | None = None
-                    ) -> tuple[AvqaModel, dict, Vocabularies]:
-    """An AvqaModel rebuilt from an adapter file, in eval mode; returns (model, meta, vocabularies)."""
-    model, meta = load_task_model(checkpoint, task="avqa", config_cls=AvqaModelConfig, model_cls=AvqaModel,
-                                  backbone_weights=backbone_weights)
+def vocabularies(meta: dict, checkpoint: str | Path) -> Vocabularies:
+    """The question / answer vocabularies an AVQA adapter file's meta holds."""
     try:
-        vocab = Vocabularies.from_meta(meta)
+        return Vocabularies.from_meta(meta)
     except (TypeError, KeyError, ValueError) as err:
-        raise ConfigError(f"checkpoint {checkpoint} holds unusable vocabularies ({err})") from None
-    return model, meta, vocab
+        raise CheckpointError(f"checkpoint {checkpoint} holds unusable vocabularies ({err})") from None
 
 
 def avqa_scores(records: list[avqa.AvqaRecord], predictions: list[str]) -> dict:
@@ -355,26 +251,22 @@ def prior_predictions(train: list[avqa.AvqaRecord], records: list[avqa.AvqaRecor
     return [prior.get((r.major, r.minor), "") for r in records]
 
 
-@torch.no_grad()
-def evaluate_avqa(checkpoint: str | Path, data: str | Path, *, split: str = "test",
-                  backbone_weights: str | None = None, batch_size: int = 4, progress: bool = True) -> dict:
-    """Accuracy per question type on a cache split (plus the answer-prior baseline on the same questions)."""
-    model, meta, vocab = load_avqa_model(checkpoint, backbone_weights=backbone_weights)
-    dm = AvqaDataModule(data, backbone=model.config.backbone, batch_size=batch_size, vocab=vocab)
-    ds = AvqaQuestions(data, split, vocab)
-    loader = DataLoader(ds, batch_size=batch_size, collate_fn=collate)
-    from tqdm import tqdm
+class AvqaEvaluation(Evaluation):
+    """Accuracy per question type on a split, and the answer-prior baseline on the same questions."""
 
-    predictions: list[str] = []
-    for batch in tqdm(loader, desc=f"eval {split}", disable=not progress, leave=False):
-        out = model(batch["audio"], normalize_frames(batch["frames"]), batch["question"])
-        predictions += [vocab.answer.tokens[int(k)] for k in out.logits.argmax(-1)]
-    train = split_records(dm.cache_dir, "train")
-    result = {"split": split, **avqa_scores(ds.records, predictions),
-              "unanswerable": int((ds.answers == IGNORE).sum()), "left_out": ds.dropped,
-              "prior": {k: v for k, v in avqa_scores(ds.records, prior_predictions(train, ds.records)).items()
-                        if k in avqa.category_keys()}}
-    return result
+    def __init__(self, ds: "AvqaQuestions", vocab: Vocabularies, train: list[avqa.AvqaRecord], split: str) -> None:
+        self.ds, self.vocab, self.train, self.split = ds, vocab, train, split
+        self.predictions: list[str] = []
+
+    def update(self, out: AvqaOutput, batch: dict) -> None:
+        self.predictions += [self.vocab.answer.tokens[int(k)] for k in out.logits.argmax(-1)]
+
+    def result(self) -> dict:
+        ds = self.ds
+        prior = avqa_scores(ds.records, prior_predictions(self.train, ds.records))
+        return {"split": self.split, **avqa_scores(ds.records, self.predictions),
+                "unanswerable": int((ds.answers == IGNORE).sum()), "left_out": ds.dropped,
+                "prior": {k: v for k, v in prior.items() if k in avqa.category_keys()}}
 
 
 # --------------------------------------------------------------------------------------------------- ask
@@ -399,12 +291,17 @@ def encode_free_question(text: str, vocab: avqa.Vocab) -> tuple[np.ndarray, list
 
 
 @torch.no_grad()
-def ask(model: AvqaModel, meta: dict, vocab: Vocabularies, video: str | Path, question: str, *,
-        top_k: int = 5) -> dict:
-    """Answer ``question`` about ``video``: top answers with probabilities, the segments (and their times) the
-    question attended to, and per segment the most attended visual token (row, col of the token grid)."""
+def ask(model: AvqaModel, meta: dict, video: str | Path, question: str, *, top_k: int = 5, plot=None,
+        arrays: bool = False) -> dict:
+    """Answer ``question`` about ``video``: {video, question, unknown_words, has_audio, answers: [{answer,
+    probability}] (top ``top_k``), segments: [{segment, time_s, visual_weight, audio_weight, region: {row, col,
+    grid, weight}}]}: the segments (and their times) the question attended to, and per segment the most attended
+    visual token (row, col of the token grid). ``plot``: also draw the frames with the attended regions into this
+    PNG (``plot`` key); ``arrays``: add ``spatial`` (T, gh, gw) attention maps and ``frames`` (T, H, W, 3) uint8.
+    """
     from lavish.media.decode import decode_clip
 
+    vocab = vocabularies(meta, "the model")
     ids, unknown = encode_free_question(question, vocab.question)
     clip = decode_clip(video, num_segments=int(meta.get("num_segments", 10)), frame_size=tuple(meta["frame_size"]),
                        frontend=meta["frontend"])
@@ -428,14 +325,18 @@ def ask(model: AvqaModel, meta: dict, vocab: Vocabularies, video: str | Path, qu
             "region": {"row": cell // grid[1], "col": cell % grid[1], "grid": list(grid),
                        "weight": round(float(spatial[t, cell]), 4)},
         })
-    return {
+    result = {
         "video": str(video), "question": question, "unknown_words": unknown, "has_audio": clip.has_audio,
         "answers": [{"answer": vocab.answer.tokens[int(i)], "probability": round(float(p), 4)}
                     for p, i in zip(top.values, top.indices)],
         "segments": segments,
-        "spatial": spatial.reshape(spatial.shape[0], *grid).numpy(),
-        "frames": clip.frames,
     }
+    maps = spatial.reshape(spatial.shape[0], *grid).numpy()
+    if plot is not None:
+        result["plot"] = str(plot_attention(clip.frames, maps, result, plot))
+    if arrays:
+        result.update(spatial=maps, frames=clip.frames)
+    return result
 
 
 def plot_attention(frames: np.ndarray, spatial: np.ndarray, result: dict, path: str | Path) -> Path:
@@ -458,11 +359,174 @@ def plot_attention(frames: np.ndarray, spatial: np.ndarray, result: dict, path: 
         ax.axis("off")
     best = result["answers"][0]
     fig.suptitle(f"{result['question']}  ->  {best['answer']} ({best['probability']:.2f})", fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    import os
+    from lavish.tasks.plots import save_figure
 
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=100)
+
+
+def format_table(result: dict, prior: dict | None = None) -> list[str]:
+    """Rows 'key  questions  accuracy  prior' in the authors' order (percentages)."""
+    pct = lambda v: "    -" if v != v else f"{100 * v:5.1f}"  # noqa: E731  (NaN: no question of that type)
+    lines = [f"  {'question type':<28} {'n':>6} {'acc %':>6}" + (f" {'prior %':>8}" if prior else "")]
+    for key in avqa.category_keys():
+        row = f"  {key:<28} {result['counts'][key]:>6} {pct(result[key]):>6}"
+        lines.append(row + (f" {pct(prior[key]):>8}" if prior else ""))
+    return lines
+
+
+class AvqaTask(Task):
+    """Audio-visual question answering: one of 42 answers to a question about a 60-s music video."""
+
+    name = "avqa"
+    title = "audio-visual question answering (MUSIC-AVQA)"
+    unit = "questions"
+    model_config_cls = AvqaModelConfig
+    model_cls = AvqaModel
+    train_config_cls = AvqaTrainConfig
+    data_module_cls = AvqaDataModule
+    prepare = staticmethod(prepare_avqa)
+    monitor = "acc"
+    eval_loss = False  # validation has no negatives: its loss is not the training loss
+    lr_help = "learning rate at --base-batch-size (default 8e-5)"
+    options = (
+        Option(("--frozen-norms",), {"dest": "train_norms", "action": "store_false", "default": None,
+                                     "help": "keep the backbone LayerNorms frozen (the authors train them: "
+                                             "--is_vit_ln 1)"}),
+        Option(("--lr-rule",), {"choices": tuple(LR_RULES),
+                                "help": "scale lr with batch/base-batch: constant, sqrt (default), linear "
+                                        "(add --warmup-steps)"}),
+        Option(("--base-batch-size",), {"type": int, "help": "batch size the --lr is meant for (default 1)"}),
+        Option(("--warmup-steps",), {"type": int, "help": "linear lr warm-up over this many steps (default 0)"}),
+        Option(("--step-size",), {"type": int, "help": "StepLR period in epochs (default 8)"}),
+        Option(("--gamma",), {"type": float, "help": "StepLR factor (default 0.1)"}),
+    )
+    real_run = ("A real run: lavish prepare avqa --root MUSIC-AVQA --out avqa-cache --workers 8; "
+                "lavish train avqa --data avqa-cache --out runs/avqa (see docs/avqa.md)")
+
+    def data_module(self, data, *, backbone, batch_size, seed=1, num_workers=0, model_config=None, meta=None):
+        vocab = vocabularies(meta, "the checkpoint") if meta is not None else None
+        return AvqaDataModule(data, backbone=backbone, batch_size=batch_size, seed=seed, num_workers=num_workers,
+                              vocab=vocab)
+
+    def fit_model_config(self, model_config: AvqaModelConfig, dm: AvqaDataModule):
+        config = dataclasses.replace(model_config, question_vocab=len(dm.vocab.question),
+                                     num_answers=len(dm.vocab.answer))
+        return config, dm.vocab.to_meta()
+
+    def info_inputs(self, model_config, frontend, frame_size):
+        """One segment and a 14-token question (the official vocabularies: 94 question tokens, 42 answers)."""
+        return (*super().info_inputs(model_config, frontend, frame_size),
+                torch.zeros(1, avqa.MAX_LEN, dtype=torch.long, device="meta"))
+
+    def forward(self, model: AvqaModel, batch: dict) -> AvqaOutput:
+        negatives = normalize_frames(batch["negatives"]) if "negatives" in batch else None
+        return model(batch["audio"], normalize_frames(batch["frames"]), batch["question"], negatives)
+
+    def loss(self, out: AvqaOutput, batch: dict) -> torch.Tensor:
+        return avqa_loss(out, batch["answer"])
+
+    def batch_size(self, batch: dict) -> int:
+        return int(batch["answer"].shape[0])
+
+    def metrics(self, stage: str, model: AvqaModel) -> dict:
+        return {"acc": MeanMetric()}
+
+    def update_metrics(self, metrics, out: AvqaOutput, batch: dict) -> None:
+        metrics["acc"].update((out.logits.argmax(-1) == batch["answer"]).float())
+
+    def configure_optimizers(self, module: TaskModule):
+        cfg = module.train_config
+        params = [p for p in module.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=cfg.scaled_lr)
+        trainer = module.trainer
+        steps_per_epoch = max(1, int(trainer.estimated_stepping_batches) // max(1, trainer.max_epochs))
+
+        def factor(step: int) -> float:
+            warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+            return warm * cfg.gamma ** ((step // steps_per_epoch) // cfg.step_size)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def results(self, result: TrainResult) -> dict:
+        test = None if result.test is None else {k: result.test[k] for k in avqa.category_keys()}
+        return {"best_epoch": result.best_epoch, "best_val_acc": result.best_value, "test": test,
+                "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1)}
+
+    def train_lines(self, result: TrainResult) -> list[str]:
+        test = "none" if result.test is None else f"{result.test['overall']:.4f}"
+        best = "none" if result.best_value is None else f"{result.best_value:.4f}"
+        return [f"best validation accuracy {best} at epoch {result.best_epoch}; test accuracy {test}; "
+                f"adapter file {result.adapter} ({result.seconds:.0f} s)"]
+
+    def evaluation(self, model, meta, dm: AvqaDataModule, split: str) -> AvqaEvaluation:
+        return AvqaEvaluation(dm.dataset(split), dm.vocab, split_records(dm.cache_dir, "train"), split)
+
+    def eval_lines(self, result: dict) -> list[str]:
+        return [f"{result['split']}: {result['questions']} questions ({result['unanswerable']} with an answer never "
+                f"seen in training, {result['left_out']} left out: video not prepared)",
+                *format_table(result, result["prior"])]
+
+    def predict(self, model, meta, video, **options) -> dict:
+        raise ConfigError("this is an AVQA model: ask it a question with "
+                          "`lavish ask VIDEO \"question\" --checkpoint FILE`")
+
+    def ask(self, model: AvqaModel, meta: dict, video, question: str, **options) -> dict:
+        return ask(model, meta, video, question, **options)
+
+    def ask_lines(self, res: dict) -> list[str]:
+        lines = [f"{res['video']}: {res['question']}" + ("" if res["has_audio"] else " (no audio stream: silence)")]
+        if res["unknown_words"]:
+            lines.append(f"  words never seen in training (read as <unk>): {', '.join(res['unknown_words'])}")
+        lines += [f"  {a['answer']:<20} {a['probability']:.3f}" for a in res["answers"]]
+        lines.append(f"  {'time s':>7} {'visual':>7} {'audio':>7}  attended region (row, col of grid)")
+        for s in res["segments"]:
+            r = s["region"]
+            lines.append(f"  {s['time_s']:>7.1f} {s['visual_weight']:>7.3f} {s['audio_weight']:>7.3f}  "
+                         f"({r['row']}, {r['col']}) of {r['grid'][0]}x{r['grid'][1]}, weight {r['weight']:.2f}")
+        if res.get("plot"):
+            lines.append(f"  plot: {res['plot']}")
+        return lines
+
+    def demo(self, options: DemoOptions) -> int:
+        """Synthetic MUSIC-AVQA-layout data, prepare, train the micro backbone, evaluate per question type against
+        the answer-prior baseline, ask one question."""
+        from lavish.data.cache import atomic_write_json
+        from lavish.data.synthetic_avqa import make_synthetic_avqa
+        from lavish.media.audio import get_frontend
+        from lavish.models.adapters import PRESETS
+        from lavish.models.input_spec import input_spec
+        from lavish.tasks.base import evaluate, load, train
+
+        start = time.monotonic()
+        backbone = options.backbone or self.demo_backbone
+        out = Path(options.out)
+        data, cache, run_dir = out / "avqa-data", out / "avqa-cache", out / "runs" / "avqa"
+        print(f"[1/4] synthetic MUSIC-AVQA-layout dataset: {options.videos} videos -> {data}")
+        if not (data / "avqa-test.json").exists():
+            make_synthetic_avqa(data, num_videos=options.videos, seed=options.seed, workers=options.workers)
+        spec = input_spec(backbone, "avqa")
+        print(f"[2/4] prepare -> {cache}")
+        if not (cache / "manifest.json").exists():
+            report = prepare_avqa(data, cache, frame_size=spec.frame_size, frontend=get_frontend(spec.audio_frontend),
+                                  workers=options.workers, progress=options.progress)
+            print("      " + report.summary().replace("\n", "\n      "))
+        print(f"[3/4] train {backbone} with LAVISH adapters -> {run_dir}")
+        if not (run_dir / "results.json").exists():
+            model = AvqaModelConfig(backbone=backbone, adapter=PRESETS["avqa_paper"])
+            cfg = AvqaTrainConfig(epochs=options.epochs, batch_size=8, lr=1e-3, lr_rule="constant",
+                                  step_size=options.epochs, patience=options.epochs, seed=options.seed)
+            train(self, cache, run_dir, model, cfg, pretrained=False, progress=options.progress, test=False)
+        result = evaluate(run_dir / "best.safetensors", cache, split="test", progress=False)
+        print(f"[4/4] test accuracy per question type ({result['questions']} questions) vs the answer prior "
+              "(most frequent training answer per type)")
+        print("\n".join("      " + line for line in format_table(result, result["prior"])))
+        atomic_write_json(out / "avqa-results.json", result)
+        _, model, meta = load(run_dir / "best.safetensors")
+        video = sorted((data / "videos").glob("*.mp4"))[0]
+        question = "How many instruments are sounding in the video?"
+        best = ask(model, meta, video, question)["answers"][0]
+        print(f"ask {video.name} {question!r}: {best['answer']} ({best['probability']:.2f})")
+        print(f"table: {out / 'avqa-results.json'}; {time.monotonic() - start:.0f} s in all")
+        print(self.real_run)
+        return 0

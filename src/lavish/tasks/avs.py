@@ -1,9 +1,11 @@
-"""AVS: audio-visual segmentation on AVSBench S4 / MS3 (spec 3.2, 4), trained with Lightning.
+"""AVS: audio-visual segmentation on AVSBench S4 / MS3 (spec 3.2, 4) on the Task interface.
 
 Recipe (the authors' README command, ``AVS/avs_scripts/avs_s4/train.py``): Adam lr 1e-4 on everything trainable,
 no weight decay, no scheduler, batch of 4 clips (20 frames), loss = BCE between sigmoid(logits) and the mask of
 each annotated frame (S4 train: the first frame only, as the benchmark; MS3 and S4 val/test: all five), up to
 30 epochs, early stopping after 5 without improvement of mIoU. Metrics: :mod:`lavish.tasks.avs_metrics`.
+Defaults of the model: Swin-V2-L, AVS adapter preset, no TPAVI (``--tpavi all`` = their train.sh). ``--subset``
+says which AVSBench subset the cache must hold (the cache knows which frames are annotated).
 
 Where we differ from the authors, on purpose:
 * model selection and early stopping on the **validation** split (they used test, quirk 13 / spec 3.2);
@@ -19,23 +21,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from lavish.data.cache import AveCacheDataset, read_json
-from lavish.data.prepare import AVS_INFO
-from lavish.errors import DataError
+from lavish.data.prepare import AVS_INFO, prepare_avs
+from lavish.errors import ConfigError, DataError
 from lavish.media.frames import normalize_frames
-from lavish.models.avs import AvsModel, AvsModelConfig
+from lavish.models.avs import TPAVI_PRESETS, AvsModel, AvsModelConfig
 from lavish.tasks.avs_metrics import AvsFScore, AvsMIoU
-from lavish.tasks.checkpointing import ExportBest, load_task_model
-from lavish.tasks.runner import (ADAPTER_FILE, NonFiniteLoss, SplitDataModule, TrainableCheckpoints, TrainConfig,
-                                 check_run_dir, last_checkpoint, make_trainer, record_run, write_results)
-
-MONITOR = "val/miou"
+from lavish.tasks.base import DemoOptions, Evaluation, Option, Task, TrainResult
+from lavish.tasks.runner import SplitDataModule, TrainConfig
 
 
 @dataclass
@@ -75,9 +73,13 @@ class AvsDataModule(SplitDataModule):
     TASK, COLLATE, ITEMS = "avs", collate, "prepared clips"
 
     def __init__(self, cache_dir: str | Path, *, backbone: str, batch_size: int = 4, seed: int = 0,
-                 num_workers: int = 0) -> None:
+                 num_workers: int = 0, subset: str | None = None) -> None:
+        info_path = Path(cache_dir) / AVS_INFO
+        if subset is not None and info_path.exists() and read_json(info_path).get("subset") != subset:
+            raise ConfigError(f"{cache_dir}: cache holds AVSBench {read_json(info_path).get('subset')}, not "
+                              f"--subset {subset}")
         super().__init__(cache_dir, backbone=backbone, batch_size=batch_size, seed=seed, num_workers=num_workers)
-        info = read_json(self.cache_dir / AVS_INFO)
+        info = read_json(info_path)
         self.subset, self.mask_size = str(info["subset"]), tuple(int(v) for v in info["mask_size"])
 
     def make_dataset(self, split: str) -> AvsCacheDataset:
@@ -93,104 +95,22 @@ def avs_loss(logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor)
         return F.binary_cross_entropy_with_logits(logits[annotated].float(), masks[annotated].float())
 
 
-class AvsTask(TrainableCheckpoints, L.LightningModule):
-    """LightningModule: the AVS model, its loss, the benchmark metrics and the optimiser."""
+class AvsEvaluation(Evaluation):
+    """The benchmark's mIoU and F-score (per-video means, see :mod:`lavish.tasks.avs_metrics`)."""
 
-    def __init__(self, model_config: dict, train_config: dict, pretrained: bool = False,
-                 backbone_weights: str | None = None) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.model = AvsModel(AvsModelConfig.from_dict(model_config), pretrained=pretrained,
-                              backbone_weights=backbone_weights)
-        self.train_config = AvsTrainConfig(**train_config)
-        self.val_miou, self.val_fscore = AvsMIoU(), AvsFScore()
-        self.test_miou, self.test_fscore = AvsMIoU(), AvsFScore()
+    def __init__(self, split: str, subset: str, videos: int) -> None:
+        self.split, self.subset, self.videos, self.frames = split, subset, videos, 0
+        # rank 0 alone evaluates after DDP: no synchronisation
+        self.miou, self.fscore = AvsMIoU(sync_on_compute=False), AvsFScore(sync_on_compute=False)
 
-    def forward(self, batch: dict) -> torch.Tensor:
-        """Mask logits (B, T, H_m, W_m) of a collated batch."""
-        return self.model(batch["audio"], normalize_frames(batch["frames"]))
+    def update(self, logits: torch.Tensor, batch: dict) -> None:
+        self.miou.update(logits, batch["masks"], batch["annotated"])
+        self.fscore.update(logits, batch["masks"], batch["annotated"])
+        self.frames += int(batch["annotated"].sum())
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits = self(batch)
-        loss = avs_loss(logits, batch["masks"], batch["annotated"])
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(
-                f"training loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); stopped, "
-                f"the last good checkpoint is kept in the run's checkpoints/ folder"
-            )
-        self.log("train/loss", loss, prog_bar=True, batch_size=logits.shape[0])
-        return loss
-
-    def _eval_step(self, batch: dict, miou, fscore, stage: str) -> None:
-        logits = self(batch)
-        bs = logits.shape[0]
-        self.log(f"{stage}/loss", avs_loss(logits, batch["masks"], batch["annotated"]), batch_size=bs,
-                 sync_dist=True)
-        miou.update(logits, batch["masks"], batch["annotated"])
-        fscore.update(logits, batch["masks"], batch["annotated"])
-        self.log(f"{stage}/miou", miou, prog_bar=True, batch_size=bs)
-        self.log(f"{stage}/fscore", fscore, batch_size=bs)
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, self.val_miou, self.val_fscore, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, self.test_miou, self.test_fscore, "test")
-
-    def configure_optimizers(self):
-        return torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=self.train_config.lr)
-
-
-@dataclass
-class AvsTrainResult:
-    run_dir: Path
-    adapter: Path
-    best_epoch: int | None
-    best_val_miou: float | None
-    test: dict | None
-    epochs_run: int
-    seconds: float
-
-
-def train_avs(data: str | Path, out: str | Path, model_config: AvsModelConfig, train_config: AvsTrainConfig, *,
-              pretrained: bool = False, backbone_weights: str | None = None, resume: bool = False,
-              progress: bool = True, test: bool = True) -> AvsTrainResult:
-    """Train an AVS model on a prepared cache into the run folder ``out`` (see module doc).
-
-    The mask size of the model is the cache's (``avs.json``)."""
-    start = time.monotonic()
-    out = check_run_dir(out, resume)
-    L.seed_everything(train_config.seed, workers=True, verbose=False)
-    dm = AvsDataModule(data, backbone=model_config.backbone, batch_size=train_config.batch_size,
-                       seed=train_config.seed, num_workers=train_config.num_workers)
-    model_config = dataclasses.replace(model_config, mask_size=dm.mask_size)
-    meta = {"task": "avs", "subset": dm.subset, "pretrained": pretrained, "backbone_weights": backbone_weights,
-            "frontend": dm.manifest["frontend"]["name"], "frame_size": dm.manifest["frame_size"]}
-    record_run(out, resume, model=model_config.to_dict(), train=train_config, data=data, meta=meta)
-    task = AvsTask(model_config.to_dict(), dataclasses.asdict(train_config), pretrained, backbone_weights)
-    task.model.backbone.checkpointing = model_config.checkpointing
-    export = ExportBest(out / ADAPTER_FILE, MONITOR, meta)
-    # ln_before of the AVS adapters, path4.rcu1 and (without TPAVI) audio_linear get no gradient (authors')
-    trainer = make_trainer(out, train_config, export, progress=progress, find_unused_parameters=True)
-    trainer.fit(task, datamodule=dm, ckpt_path=str(last_checkpoint(out)) if resume else None)
-    test_result = None
-    if test and trainer.is_global_zero and (out / ADAPTER_FILE).exists():
-        test_result = evaluate_avs(out / ADAPTER_FILE, data, split="test", backbone_weights=backbone_weights,
-                                   progress=False)
-    result = AvsTrainResult(out, out / ADAPTER_FILE, export.best_epoch, export.best, test_result,
-                            trainer.current_epoch, time.monotonic() - start)
-    write_results(out, trainer, {
-        "best_epoch": result.best_epoch, "best_val_miou": result.best_val_miou,
-        "test_miou": test_result and test_result["miou"], "test_fscore": test_result and test_result["fscore"],
-        "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1),
-    })
-    return result
-
-
-def load_avs_model(checkpoint: str | Path, *, backbone_weights: str | None = None) -> tuple[AvsModel, dict]:
-    """An AvsModel rebuilt from an adapter file (config + meta inside), in eval mode; returns (model, meta)."""
-    return load_task_model(checkpoint, task="avs", config_cls=AvsModelConfig, model_cls=AvsModel,
-                           backbone_weights=backbone_weights)
+    def result(self) -> dict:
+        return {"split": self.split, "subset": self.subset, "videos": self.videos, "frames": self.frames,
+                "miou": float(self.miou.compute()), "fscore": float(self.fscore.compute())}
 
 
 def baseline_scores(data: str | Path, *, backbone: str, split: str = "test") -> dict:
@@ -198,75 +118,206 @@ def baseline_scores(data: str | Path, *, backbone: str, split: str = "test") -> 
     dm = AvsDataModule(data, backbone=backbone, batch_size=1)
     out = {}
     for name, value in (("all background", -20.0), ("all object", 20.0)):
-        miou, fscore = AvsMIoU(), AvsFScore()
+        ev = AvsEvaluation(split, dm.subset, len(dm.dataset(split)))
         for batch in DataLoader(dm.dataset(split), batch_size=4, collate_fn=collate):
-            logits = torch.full(batch["masks"].shape, value)
-            miou.update(logits, batch["masks"], batch["annotated"])
-            fscore.update(logits, batch["masks"], batch["annotated"])
-        out[name] = {"miou": float(miou.compute()), "fscore": float(fscore.compute())}
+            ev.update(torch.full(batch["masks"].shape, value), batch)
+        out[name] = {k: ev.result()[k] for k in ("miou", "fscore")}
     return out
 
 
-@torch.no_grad()
-def evaluate_avs(checkpoint: str | Path, data: str | Path, *, split: str = "test",
-                 backbone_weights: str | None = None, batch_size: int = 2, progress: bool = True) -> dict:
-    """Benchmark mIoU and F-score of an adapter file on a cache split (per-video means, see avs_metrics)."""
-    model, meta = load_avs_model(checkpoint, backbone_weights=backbone_weights)
-    dm = AvsDataModule(data, backbone=model.config.backbone, batch_size=batch_size)
-    if dm.mask_size != model.config.mask_size:
-        raise DataError(f"{data}: cache masks are {dm.mask_size}, checkpoint {checkpoint} predicts "
-                        f"{model.config.mask_size}")
-    miou, fscore = AvsMIoU(sync_on_compute=False), AvsFScore(sync_on_compute=False)
-    ds = dm.dataset(split)
-    frames = 0
-    from tqdm import tqdm
+class AvsTask(Task):
+    """Audio-visual segmentation: the mask of the sounding object(s) in every frame of a 5-s clip."""
 
-    for batch in tqdm(DataLoader(ds, batch_size=batch_size, collate_fn=collate), desc=f"eval {split}",
-                      disable=not progress, leave=False):
-        logits = model(batch["audio"], normalize_frames(batch["frames"]))
-        miou.update(logits, batch["masks"], batch["annotated"])
-        fscore.update(logits, batch["masks"], batch["annotated"])
-        frames += int(batch["annotated"].sum())
-    return {"split": split, "subset": dm.subset, "videos": len(ds), "frames": frames,
-            "miou": float(miou.compute()), "fscore": float(fscore.compute())}
+    name = "avs"
+    title = "audio-visual segmentation (AVSBench S4 / MS3)"
+    unit = "clips"
+    model_config_cls = AvsModelConfig
+    model_cls = AvsModel
+    train_config_cls = AvsTrainConfig
+    data_module_cls = AvsDataModule
+    prepare = staticmethod(prepare_avs)
+    monitor = "miou"
+    modalities = ("av", "v")  # segmentation needs frames: no audio-only model
+    lr_help = "learning rate of everything trainable (default 1e-4)"
+    # ln_before of the AVS adapters, path4.rcu1 and (without TPAVI) audio_linear get no gradient (authors')
+    find_unused_parameters = True
+    predict_outputs = ("out",)
+    demo_backbone = "lavish_swinv2_micro_window4_64"
+    data_options = ("subset",)
+    options = (
+        Option(("--subset",), {"choices": ("s4", "ms3"),
+                               "help": "AVSBench subset the cache must hold (default: the cache's)"}),
+        Option(("--tpavi",), {"choices": tuple(TPAVI_PRESETS),
+                              "help": "TPAVI stages: none (README run, default) or all four (train.sh)"}),
+        Option(("--decoder-channels",), {"type": int, "help": "decoder width (default 256, the authors')"}),
+    )
+    real_run = ("A real run: lavish prepare avs --root AVSBench/Single-source --out s4-cache; "
+                "lavish train avs --subset s4 --data s4-cache --out runs/s4 (see docs/avs.md)")
+
+    def data_module(self, data, *, backbone, batch_size, seed=0, num_workers=0, model_config=None, meta=None,
+                    subset=None):
+        return AvsDataModule(data, backbone=backbone, batch_size=batch_size, seed=seed, num_workers=num_workers,
+                             subset=subset)
+
+    def model_settings(self, values: dict) -> dict:
+        values = dict(values)
+        if "tpavi" in values:
+            values["tpavi_stages"] = TPAVI_PRESETS[values.pop("tpavi")]
+        return values
+
+    def fit_model_config(self, model_config: AvsModelConfig, dm: AvsDataModule):
+        return dataclasses.replace(model_config, mask_size=dm.mask_size), {"subset": dm.subset}
+
+    def check_model_data(self, model, meta, dm: AvsDataModule, checkpoint: Path) -> None:
+        if dm.mask_size != model.config.mask_size:
+            raise DataError(f"{dm.cache_dir}: cache masks are {dm.mask_size}, checkpoint {checkpoint} predicts "
+                            f"{model.config.mask_size}")
+
+    def forward(self, model: AvsModel, batch: dict) -> torch.Tensor:
+        """Mask logits (B, T, H_m, W_m)."""
+        return model(batch["audio"], normalize_frames(batch["frames"]))
+
+    def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        return avs_loss(logits, batch["masks"], batch["annotated"])
+
+    def metrics(self, stage: str, model: AvsModel) -> dict:
+        return {} if stage == "train" else {"miou": AvsMIoU(), "fscore": AvsFScore()}
+
+    def update_metrics(self, metrics, logits, batch) -> None:
+        for metric in metrics.values():
+            metric.update(logits, batch["masks"], batch["annotated"])
+
+    def results(self, result: TrainResult) -> dict:
+        test = result.test or {}
+        return {"best_epoch": result.best_epoch, "best_val_miou": result.best_value,
+                "test_miou": test.get("miou"), "test_fscore": test.get("fscore"),
+                "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1)}
+
+    def train_lines(self, result: TrainResult) -> list[str]:
+        test = result.test or {}
+        best = "none" if result.best_value is None else f"{result.best_value:.4f}"
+        return [f"best validation mIoU {best} at epoch {result.best_epoch}; test mIoU "
+                f"{test.get('miou', float('nan')):.4f}, F-score {test.get('fscore', float('nan')):.4f}; "
+                f"adapter file {result.adapter} ({result.seconds:.0f} s)"]
+
+    def evaluation(self, model, meta, dm: AvsDataModule, split: str) -> AvsEvaluation:
+        return AvsEvaluation(split, dm.subset, len(dm.dataset(split)))
+
+    def eval_lines(self, result: dict) -> list[str]:
+        return [f"{result['subset']} {result['split']}: mIoU {result['miou']:.4f}, F-score {result['fscore']:.4f} "
+                f"over {result['videos']} clips ({result['frames']} annotated frames)"]
+
+    @torch.no_grad()
+    def predict(self, model: AvsModel, meta: dict, video, *, out=None, clip_seconds: int = 5,
+                arrays: bool = False) -> dict:
+        """Masks of the sounding objects of any video, one per second.
+
+        Returns {video, duration, has_audio, coverage: [fraction of each frame masked]}; with ``out`` it writes
+        ``out/<stem>_<second>.png`` (0/255 masks at the model's mask size) and ``out/<stem>_sheet.png`` (the
+        frames with the masks overlaid in red) and adds ``masks`` (their paths) and ``sheet``; with ``arrays`` it
+        adds ``mask_array`` (T, H_m, W_m) bool and ``frames`` (T, H, W, 3) uint8. The video is cut into clips of
+        ``clip_seconds`` one-second segments (the benchmark's 5; a shorter last clip runs as it is).
+        """
+        from lavish.media.decode import decode_clip
+
+        video = Path(video)
+        clip = decode_clip(video, num_segments=None, frame_size=tuple(meta["frame_size"]), frontend=meta["frontend"])
+        frames, audio = torch.from_numpy(clip.frames), torch.from_numpy(clip.spectrograms)
+        probs = []
+        for s in range(0, len(frames), clip_seconds):
+            logits = model(audio[s:s + clip_seconds][None], normalize_frames(frames[s:s + clip_seconds])[None])[0]
+            probs.append(torch.sigmoid(logits))
+        masks = (torch.cat(probs) > 0.5).numpy()
+        result = {"video": str(video), "duration": clip.duration, "has_audio": clip.has_audio,
+                  "coverage": [round(float(m.mean()), 4) for m in masks]}
+        if out is not None:
+            result.update(write_masks(masks, clip.frames, Path(out), video.stem))
+        if arrays:
+            result.update(mask_array=masks, frames=clip.frames)
+        return result
+
+    def predict_lines(self, res: dict) -> list[str]:
+        lines = [f"{res['video']} ({res['duration']:.1f} s{'' if res['has_audio'] else ', no audio'}): "
+                 f"{len(res['coverage'])} masks, coverage " + " ".join(f"{c:.2f}" for c in res["coverage"])]
+        if res.get("sheet"):
+            lines.append(f"  contact sheet: {res['sheet']}")
+        return lines
+
+    def demo(self, options: DemoOptions) -> int:
+        """Synthetic S4-layout data -> prepare -> train (LAVISH + TPAVI, micro Swin-V2) -> test mIoU / F-score next
+        to the all-background and all-object baselines -> predict one clip."""
+        from PIL import Image
+
+        from lavish.data.avs import read_avs
+        from lavish.data.cache import atomic_write_json
+        from lavish.data.synthetic_avs import make_synthetic_avs
+        from lavish.media.audio import get_frontend
+        from lavish.media.decode import read_audio
+        from lavish.media.writer import write_video
+        from lavish.models.input_spec import input_spec
+        from lavish.tasks.base import evaluate, load, train
+
+        if options.videos < 12:
+            raise ConfigError(f"videos={options.videos} is not valid: the AVS demo needs at least 12")
+        start = time.monotonic()
+        backbone = options.backbone or self.demo_backbone
+        out = Path(options.out)
+        data, cache = out / "data", out / "cache"
+        print(f"[1/5] synthetic AVSBench-S4 dataset: {options.videos} clips -> {data}")
+        if not (data / "s4_meta_data.csv").exists():
+            make_synthetic_avs(data, num_videos=options.videos, num_classes=options.classes, seed=options.seed)
+        spec = input_spec(backbone, "avs")
+        print(f"[2/5] prepare -> {cache}")
+        if not (cache / "manifest.json").exists():
+            report = prepare_avs(data, cache, frame_size=spec.frame_size, frontend=get_frontend(spec.audio_frontend),
+                                 workers=options.workers, progress=options.progress)
+            print("      " + report.summary().replace("\n", "\n      "))
+        run_dir = out / "runs" / "avs"
+        print(f"[3/5] train LAVISH + TPAVI ({backbone}) -> {run_dir}")
+        if not (run_dir / "results.json").exists():
+            model = AvsModelConfig(backbone=backbone, tpavi_stages=(0, 1, 2, 3), decoder_channels=64)
+            cfg = AvsTrainConfig(epochs=options.epochs, batch_size=4, lr=1e-3, patience=options.epochs,
+                                 seed=options.seed)
+            train(self, cache, run_dir, model, cfg, pretrained=False, progress=options.progress, test=False)
+        result = evaluate(run_dir / "best.safetensors", cache, split="test", progress=False)
+        rows = {"LAVISH (audio-visual)": {"miou": result["miou"], "fscore": result["fscore"]},
+                **baseline_scores(cache, backbone=backbone, split="test")}
+        print(f"[4/5] test split ({result['videos']} clips, {result['frames']} annotated frames)")
+        print(f"      {'model':<24} {'mIoU':>7} {'F-score':>8}")
+        for name, r in rows.items():
+            print(f"      {name:<24} {r['miou']:>7.3f} {r['fscore']:>8.3f}")
+        atomic_write_json(out / "results.json", rows)
+        rec = next(r for r in read_avs(data, "s4") if r.split == "test")
+        frames = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in rec.frames])
+        video = write_video(out / f"{rec.name}.mp4", np.repeat(frames, 4, axis=0), 4, read_audio(rec.audio))
+        _, model, meta = load(run_dir / "best.safetensors")
+        pred = self.predict(model, meta, video, out=out / "predict")
+        print(f"[5/5] predict {video}: contact sheet {pred['sheet']}")
+        print(f"table: {out / 'results.json'}; {time.monotonic() - start:.0f} s in all")
+        print(self.real_run)
+        return 0
 
 
-@torch.no_grad()
-def predict_avs_video(model: AvsModel, meta: dict, path: str | Path, out: str | Path, *,
-                      clip_seconds: int = 5) -> dict:
-    """Masks of the sounding objects of any video, one per second, written under ``out``.
+def write_masks(masks: np.ndarray, frames: np.ndarray, out: Path, stem: str) -> dict:
+    """Mask PNGs (0/255) and a contact sheet (frames with the masks in red) under ``out``: {masks, sheet}.
 
-    Writes ``out/<stem>_<second>.png`` (0/255 masks at the model's mask size) and ``out/<stem>_sheet.png`` (the
-    frames with the masks overlaid in red, one tile per second). The video is cut into clips of
-    ``clip_seconds`` one-second segments (the benchmark's 5; a shorter last clip runs as it is). Returns
-    {video, duration, has_audio, masks: [paths], sheet, coverage: [fraction of each frame masked]}.
-    """
+    masks: (T, H_m, W_m) bool; frames: (T, H, W, 3) uint8."""
     from PIL import Image
 
     from lavish.data.cache import atomic_write_bytes
-    from lavish.media.decode import decode_clip
 
-    path, out = Path(path), Path(out)
-    clip = decode_clip(path, num_segments=None, frame_size=tuple(meta["frame_size"]), frontend=meta["frontend"])
-    frames, audio = torch.from_numpy(clip.frames), torch.from_numpy(clip.spectrograms)
-    probs = []
-    for s in range(0, len(frames), clip_seconds):
-        logits = model(audio[s:s + clip_seconds][None], normalize_frames(frames[s:s + clip_seconds])[None])[0]
-        probs.append(torch.sigmoid(logits))
-    masks = (torch.cat(probs) > 0.5).numpy()
     h, w = masks.shape[-2:]
     written, tiles = [], []
-    for k, (mask, frame) in enumerate(zip(masks, clip.frames)):
-        target = out / f"{path.stem}_{k + 1}.png"
+    for k, (mask, frame) in enumerate(zip(masks, frames)):
+        target = out / f"{stem}_{k + 1}.png"
         atomic_write_bytes(target, _png((mask * 255).astype(np.uint8)))
         written.append(str(target))
         tile = np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR), dtype=np.float32)
         tile[mask] = 0.45 * tile[mask] + 0.55 * np.array([255.0, 0.0, 0.0])
         tiles.append(tile.astype(np.uint8))
-    sheet = out / f"{path.stem}_sheet.png"
+    sheet = out / f"{stem}_sheet.png"
     atomic_write_bytes(sheet, _png(np.concatenate(tiles, axis=1)))
-    return {"video": str(path), "duration": clip.duration, "has_audio": clip.has_audio, "masks": written,
-            "sheet": str(sheet), "coverage": [round(float(m.mean()), 4) for m in masks]}
+    return {"masks": written, "sheet": str(sheet)}
 
 
 def _png(array: np.ndarray) -> bytes:

@@ -1,5 +1,4 @@
-"""Checkpoint plumbing shared by the tasks: atomic writes, trainable-only state, RNG state, best-adapter export,
-rebuilding a task model from an adapter file.
+"""Checkpoint plumbing shared by the tasks: atomic writes, trainable-only state, RNG state, best-adapter export.
 
 Lightning's checkpoint (``checkpoints/last.ckpt``) is what ``--resume`` reads: it holds the trainable weights only
 (the frozen backbone is rebuilt from its source), the optimiser, the loops, the callbacks and the RNG states, and
@@ -22,8 +21,7 @@ import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lavish.errors import ConfigError, LavishError
-from lavish.models.weights import load_adapter_into, read_adapter, save_adapter
+from lavish.models.weights import save_adapter
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -87,24 +85,3 @@ class ExportBest(L.Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.best, self.best_epoch = state["best"], state["best_epoch"]
-
-
-def load_task_model(checkpoint: str | Path, *, task: str, config_cls: type, model_cls: type,
-                    backbone_weights: str | None = None) -> tuple[torch.nn.Module, dict]:
-    """A ``task`` model rebuilt from an adapter file (config + meta inside), in eval mode; returns (model, meta).
-
-    A file without a task in its meta is an AVE one (the first files we wrote). ``backbone_weights`` overrides the
-    backbone file recorded in the meta.
-    """
-    config, meta, _ = read_adapter(checkpoint)
-    found = meta.get("task", "ave")
-    if found != task:
-        raise ConfigError(f"checkpoint {checkpoint} is a {found!r} model, not an {task.upper()} one")
-    try:
-        model_config = config_cls.from_dict(config)
-    except (TypeError, KeyError, ValueError, LavishError) as err:
-        raise ConfigError(f"checkpoint {checkpoint} holds an unusable model configuration ({err})") from None
-    weights = backbone_weights or meta.get("backbone_weights")
-    model = model_cls(model_config, pretrained=bool(meta.get("pretrained")), backbone_weights=weights)
-    load_adapter_into(model, checkpoint, model_config.to_dict())
-    return model.eval(), meta

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Write a matplotlib figure to ``path`` atomically (temp file + rename) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".png")
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -47,7 +48,7 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: str | Path) -> Path
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("AVE confusion (row-normalised)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_timeline(seconds: list[dict], frames: np.ndarray, title: str, path: str | Path,
@@ -79,7 +80,7 @@ def plot_timeline(seconds: list[dict], frames: np.ndarray, title: str, path: str
     if handles:
         ax.legend(handles, labels, fontsize=7, loc="upper right")
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_bars(names: list[str], values: list[float], title: str, path: str | Path, ylabel: str = "accuracy") -> Path:
@@ -91,4 +92,4 @@ def plot_bars(names: list[str], values: list[float], title: str, path: str | Pat
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)

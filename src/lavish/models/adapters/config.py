@@ -54,6 +54,11 @@ class AdapterConfig:
     def prepare_backbone(self, backbone: nn.Module) -> None:
         """Act on the frozen backbone (inject layers, unfreeze parameters). Default: nothing."""
 
+    @property
+    def has_slots(self) -> bool:
+        """Whether the kind adds adapter modules to the blocks (LoRA, BitFit, norm tuning act inside the backbone)."""
+        return type(self).build_slots is not AdapterConfig.build_slots
+
     def to_dict(self) -> dict:
         return {"kind": self.kind, **dataclasses.asdict(self)}
 

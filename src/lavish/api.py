@@ -1,0 +1,178 @@
+"""The public Python API (re-exported by ``lavish``): LAVISH adapters in anyone's model and training loop, the
+task models, training and evaluation as the CLI runs them, and trained adapter files ready to use.
+
+Two streams, one frozen backbone (docs/api.md has a worked example)::
+
+    import lavish
+    backbone = lavish.wrap("vit_base_patch16_224", "lavish", pretrained=True)   # or a timm model you built
+    optimizer = torch.optim.AdamW(backbone.trainable_parameters(), lr=1e-4)
+    out = backbone(spectrograms, frames)          # (B', F, M) and (B', 3, H, W) -> per-stream tokens
+    audio, visual = backbone.pool(out.audio), backbone.pool(out.visual)        # (B', D) each
+    lavish.save_adapter(backbone, "adapters.safetensors")                      # the adapters only
+
+A trained model of a task (an adapter file written by ``lavish train``)::
+
+    model = lavish.load("runs/ave/best.safetensors")
+    model.predict("my_video.mp4")["seconds"]       # the same dict `lavish predict --json` prints
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from lavish.errors import ConfigError
+from lavish.models.adapters import ADAPTERS, PRESETS, AdapterConfig
+from lavish.models.adapters import adapter_config as _kind_config
+from lavish.models.backbone import LavishBackbone, create_backbone
+from lavish.models.weights import load_adapter_into, read_adapter, save_adapter as _save_adapter_file
+from lavish.tasks.base import Task, evaluate_model
+from lavish.tasks.base import load as _load_task_model
+
+
+def adapter_config(kind: str | AdapterConfig = "lavish", *, preset: str | None = None,
+                   **settings: Any) -> AdapterConfig:
+    """An adapter configuration: ``kind`` (one of :data:`lavish.ADAPTERS`: lavish, avish, adapter, lora,
+    compacter, bitfit, norm, none) with the settings of ``preset`` (a paper task: ave, avs, avqa, avqa_paper; the
+    fields the kind has), then ``settings`` (any field of the kind's config dataclass, e.g. ``num_latents=4``).
+
+    An AdapterConfig passed as ``kind`` is returned with ``settings`` applied. Unknown kinds, presets or fields
+    raise :class:`lavish.ConfigError`.
+    """
+    if isinstance(kind, AdapterConfig):
+        return dataclasses.replace(kind, **settings) if settings else kind
+    if kind not in ADAPTERS:
+        raise ConfigError(f"unknown adapter {kind!r}: choose one of {', '.join(ADAPTERS)}")
+    base = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        fields = {f.name for f in dataclasses.fields(ADAPTERS[kind])}
+        base = {k: v for k, v in dataclasses.asdict(PRESETS[preset]).items() if k in fields}
+        if kind == "avish":
+            base.pop("num_latents", None)
+    return _kind_config(kind, **{**base, **settings})
+
+
+def wrap(backbone: str | nn.Module, adapter: str | AdapterConfig = "lavish", *, modalities: str = "av",
+         pretrained: bool = False, weights: str | Path | None = None, preset: str | None = "ave",
+         checkpointing: bool | str = False, train_norms: bool = False, **settings: Any) -> LavishBackbone:
+    """A frozen two-stream backbone with adapters in every block (peft's ``get_peft_model`` for LAVISH).
+
+    backbone: a timm model name (built without classifier: ``pretrained`` loads timm's weights from the hub,
+    ``weights`` a local timm checkpoint instead) or an already-built timm model of a supported family (ViT,
+    Swin-V2, ...); its parameters are frozen in place. adapter: a kind name (with ``preset`` and ``settings`` as
+    :func:`adapter_config`) or an AdapterConfig. modalities: "av", "v" (no audio stream) or "a".
+
+    Only the adapter parameters are trainable (``trainable_parameters()`` lists them for an optimiser). Forward:
+    ``backbone(spectrograms (B', F, M), frames (B', 3, H, W), return_stages=False)`` -> BackboneOutput(audio
+    (B', N_a, D), visual (B', N_v, D), visual_stages: four (B', h, w, C_s) maps when asked); ``pool`` -> (B', D).
+    With the default zero-initialised gates the visual stream equals the plain timm model's features.
+    """
+    config = adapter_config(adapter, preset=preset if isinstance(adapter, str) else None, **settings)
+    if isinstance(backbone, str):
+        backbone = create_backbone(backbone, pretrained=pretrained or weights is not None, weights=weights)
+    elif pretrained or weights is not None:
+        raise ConfigError("pretrained / weights apply to a backbone given by name: load the weights into your model "
+                          "before wrapping it")
+    if not isinstance(backbone, nn.Module):
+        raise ConfigError(f"backbone must be a timm model name or an nn.Module, not {type(backbone).__name__}")
+    return LavishBackbone(backbone, config, modalities=modalities, checkpointing=checkpointing,
+                          train_norms=train_norms)
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of ``model`` that training changes (adapters, heads; never the frozen backbone)."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _file_config(model: nn.Module) -> dict:
+    """What an adapter file records about the model: the task model's config, or for any other model the
+    settings of the LavishBackbone(s) it holds."""
+    config = getattr(model, "config", None)
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
+    backbones = {name or "": m for name, m in model.named_modules() if isinstance(m, LavishBackbone)}
+    if not backbones:
+        raise ConfigError(f"{type(model).__name__} holds no LavishBackbone: nothing to save as adapters")
+    return {"lavish_backbones": {
+        name: {"backbone": getattr(m.backbone, "pretrained_cfg", {}).get("architecture", type(m.backbone).__name__),
+               "family": m.family.name, "adapter": m.adapter_config.to_dict(), "modalities": m.modalities}
+        for name, m in backbones.items()}}
+
+
+def save_adapter(model: nn.Module, path: str | Path, meta: dict | None = None) -> Path:
+    """Write what training changed in ``model`` (every trainable tensor and every tensor outside the frozen timm
+    model: adapters, BatchNorm statistics, heads) to a safetensors file, with the model's configuration and
+    ``meta`` as JSON metadata (docs/api.md lists the keys). Never the frozen backbone weights."""
+    return _save_adapter_file(model, path, _file_config(model), meta)
+
+
+def load_adapter(model: nn.Module, path: str | Path) -> dict:
+    """Load an adapter file written by :func:`save_adapter` (or ``lavish train``) into ``model``, which must be
+    built with the same configuration; returns the file's meta. Refuses, in one line, a file of another
+    configuration or whose tensors do not fit."""
+    return load_adapter_into(model, path, _file_config(model))
+
+
+def read_adapter_file(path: str | Path) -> tuple[dict, dict]:
+    """(configuration, meta) recorded in an adapter file, without building anything."""
+    config, meta, _ = read_adapter(path)
+    return config, meta
+
+
+@dataclass
+class TrainedModel:
+    """A trained task model ready to use (what :func:`load` returns).
+
+    ``task`` the :class:`lavish.tasks.base.Task`, ``model`` the ``nn.Module`` in eval mode, ``meta`` the adapter
+    file's meta (classes, vocabularies, frame size, audio front-end...), ``path`` the file.
+    """
+
+    task: Task
+    model: nn.Module
+    meta: dict
+    path: Path
+
+    def predict(self, video: str | Path, *, arrays: bool = False, **options: Any) -> dict:
+        """The task's prediction on any video, as ``lavish predict --json`` prints it.
+
+        AVE: {video, duration, has_audio, seconds: [{second, label, probability}]} (``plot=PNG`` draws the
+        timeline); AVS: {video, duration, has_audio, coverage} (``out=DIR`` writes the mask PNGs and a contact
+        sheet, adding their paths). ``arrays=True`` adds numpy arrays: AVE ``probabilities`` (T, K) and
+        ``frames``; AVS ``mask_array`` (T, H, W) bool and ``frames``. AVQA models answer :meth:`ask` instead.
+        """
+        return self.task.predict(self.model, self.meta, video, arrays=arrays, **options)
+
+    def ask(self, video: str | Path, question: str, *, top_k: int = 5, plot: str | Path | None = None,
+            arrays: bool = False) -> dict:
+        """AVQA: answer ``question`` about ``video`` (the dict ``lavish ask --json`` prints)."""
+        if not hasattr(self.task, "ask"):
+            raise ConfigError(f"{self.path} is an {self.task.name.upper()} model: only AVQA models answer questions")
+        return self.task.ask(self.model, self.meta, video, question, top_k=top_k, plot=plot, arrays=arrays)
+
+    def evaluate(self, data: str | Path, *, split: str = "test", batch_size: int = 2, progress: bool = False,
+                 **options: Any) -> dict:
+        """The task's metrics on a split of a prepared cache (the dict ``lavish eval --json`` prints)."""
+        return evaluate_model(self.task, self.model, self.meta, data, split=split, batch_size=batch_size,
+                              progress=progress, source=self.path, **options)
+
+
+def load(path: str | Path, *, backbone_weights: str | Path | None = None, backbone: nn.Module | None = None,
+         task: str | None = None) -> TrainedModel:
+    """A trained adapter file as a ready model: the frozen backbone from ``backbone`` (an already-built timm model
+    of the file's architecture), else ``backbone_weights`` (a local timm checkpoint), else as the file records
+    (timm's hub when it was trained on pretrained weights); the adapters and head from the file. ``task``: refuse
+    a file of another task."""
+    found, model, meta = _load_task_model(path, task=task, backbone_weights=backbone_weights and str(backbone_weights),
+                                          backbone=backbone)
+    return TrainedModel(found, model, meta, Path(path))
+
+
+__all__ = ["TrainedModel", "adapter_config", "load", "load_adapter", "read_adapter_file", "save_adapter",
+           "trainable_parameters", "wrap"]
+
