@@ -315,7 +315,8 @@ def _avs_subset(root: Path) -> str:
 
 
 def _prepare_avs_one(record, out: str, frame_size: tuple[int, int], frontend, mask_size: tuple[int, int]):
-    """Worker: frames (resized bicubic to frame_size), masks (nearest to mask_size), 5 spectrograms of the wav.
+    """Worker: frames (resized to frame_size as the authors' model does, :func:`lavish.data.avs.resize_frames`),
+    masks (nearest to mask_size), 5 spectrograms of the wav.
 
     Returns (name, reason or None)."""
     from PIL import Image
@@ -332,10 +333,8 @@ def _prepare_avs_one(record, out: str, frame_size: tuple[int, int], frontend, ma
         frames = []
         for path in record.frames:
             with Image.open(path) as img:
-                img = img.convert("RGB")
-                if img.size != (frame_size[1], frame_size[0]):
-                    img = img.resize((frame_size[1], frame_size[0]), Image.BICUBIC)
-                frames.append(np.asarray(img, dtype=np.uint8))
+                frames.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
+        frames = avs.resize_frames(np.stack(frames), frame_size)
         masks = np.zeros((avs.NUM_FRAMES, *mask_size), np.uint8)
         for k, path in enumerate(record.masks):
             if path is None:
@@ -353,7 +352,7 @@ def _prepare_avs_one(record, out: str, frame_size: tuple[int, int], frontend, ma
             raise DataError(f"{record.audio}: audio is {seconds:.2f} s long, needs at least {avs.CLIP_SECONDS:g} s")
         spectrograms = segment_spectrograms(wave, avs.NUM_FRAMES, frontend)
         cache.atomic_save_npy(Path(out) / "masks" / f"{record.name}.npy", masks)  # before the done marker
-        cache.write_video(Path(out), record.name, np.stack(frames), spectrograms, has_audio=True, duration=seconds)
+        cache.write_video(Path(out), record.name, frames, spectrograms, has_audio=True, duration=seconds)
         return record.name, None
     except LavishError as err:
         return record.name, str(err)
