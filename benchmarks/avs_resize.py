@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from lavish.data.avs import resize_frames
-from lavish.data.synthetic_avs import render_clip
+from lavish.data.synthetic_avs import textured_frames
 from lavish.media.frames import IMAGENET_STD, normalize_frames
 
 
@@ -37,24 +37,11 @@ def photo() -> np.ndarray:
         return np.array(img.convert("RGB").resize((224, 224), Image.BILINEAR))[None]
 
 
-def synthetic(n: int = 8, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    fy, fx = np.fft.fftfreq(224)[:, None], np.fft.rfftfreq(224)[None, :]
-    amplitude = 1 / np.maximum(np.hypot(fy, fx), 1 / 224)
-    out = []
-    for _ in range(n):
-        frames, _, _ = render_clip([0, 1, 2], 1, 224, rng)
-        noise = np.stack([np.fft.irfft2(amplitude * np.exp(2j * np.pi * rng.random(amplitude.shape)), s=(224, 224))
-                          for _ in range(3)], -1)
-        out.append(np.clip(frames[0] + 20 * noise / noise.std(), 0, 255).astype(np.uint8))
-    return np.stack(out)
-
-
 def main() -> None:
     std_255 = torch.tensor(IMAGENET_STD)[:, None, None] * 255
     print(f"{'frames':<26} {'lavish resize':<34} {'normalised mean / max':>22} {'0-255 mean / max':>18} "
           f"{'> 0.5/255':>10}")
-    for name, frames in (("grace_hopper.jpg (1)", photo()), ("synthetic + 1/f noise (8)", synthetic())):
+    for name, frames in (("grace_hopper.jpg (1)", photo()), ("synthetic + 1/f noise (8)", textured_frames(8))):
         reference = authors(frames)
         for label, stored in (("PIL bicubic uint8 (before)", pil(frames)),
                               ("resize_frames (now)", resize_frames(frames, (192, 192)))):

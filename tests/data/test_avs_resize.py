@@ -19,7 +19,7 @@ from PIL import Image
 
 from lavish.data.avs import read_avs, resize_frames
 from lavish.data.prepare import prepare_avs
-from lavish.data.synthetic_avs import make_synthetic_avs, render_clip
+from lavish.data.synthetic_avs import make_synthetic_avs, textured_frames
 from lavish.media.audio import get_frontend
 from lavish.media.frames import IMAGENET_MEAN, IMAGENET_STD, normalize_frames
 
@@ -43,22 +43,9 @@ def _photo() -> np.ndarray:
         return np.array(img.convert("RGB").resize((224, 224), Image.BILINEAR))[None]
 
 
-def _synthetic(n: int = 4) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    out = []
-    fy, fx = np.fft.fftfreq(224)[:, None], np.fft.rfftfreq(224)[None, :]
-    amplitude = 1 / np.maximum(np.hypot(fy, fx), 1 / 224)
-    for _ in range(n):
-        frames, _, _ = render_clip([0, 1, 2], 1, 224, rng)
-        noise = np.stack([np.fft.irfft2(amplitude * np.exp(2j * np.pi * rng.random(amplitude.shape)), s=(224, 224))
-                          for _ in range(3)], -1)
-        out.append(np.clip(frames[0] + 20 * noise / noise.std(), 0, 255).astype(np.uint8))
-    return np.stack(out)
-
-
 @pytest.mark.parametrize("source", ["photo", "synthetic"])
 def test_stored_frames_give_the_authors_model_input(source):
-    frames = _photo() if source == "photo" else _synthetic()
+    frames = _photo() if source == "photo" else textured_frames(4)
     reference = _authors(frames)
     ours = normalize_frames(torch.from_numpy(resize_frames(frames, (192, 192))))
     ref_255, ours_255 = _to_255(reference), _to_255(ours)

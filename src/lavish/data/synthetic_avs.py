@@ -90,6 +90,22 @@ def render_clip(classes: list[int], sounding: int | Sequence[int], size: int, rn
     return frames, masks, audio.astype(np.float32)
 
 
+def textured_frames(n: int, size: int = 224, seed: int = 0, noise_std: float = 20.0) -> np.ndarray:
+    """(n, size, size, 3) uint8 frames that look less synthetic: the first frame of a 3-object clip
+    (:func:`render_clip`) plus 1/f ("natural-image-like") noise of ``noise_std`` grey levels per channel, for
+    measuring image filters (tests/data/test_avs_resize.py, benchmarks/avs_resize.py)."""
+    rng = np.random.default_rng(seed)
+    fy, fx = np.fft.fftfreq(size)[:, None], np.fft.rfftfreq(size)[None, :]
+    amplitude = 1 / np.maximum(np.hypot(fy, fx), 1 / size)
+    out = []
+    for _ in range(n):
+        frames, _, _ = render_clip([0, 1, 2], 1, size, rng)
+        noise = np.stack([np.fft.irfft2(amplitude * np.exp(2j * np.pi * rng.random(amplitude.shape)), s=(size, size))
+                          for _ in range(3)], -1)
+        out.append(np.clip(frames[0] + noise_std * noise / noise.std(), 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
 def make_synthetic_avs(root: Path | str, *, num_videos: int = 40, num_classes: int = 4, objects_per_clip: int = 2,
                        size: int = 64, seed: int = 0, subset: str = "s4") -> Path:
     """Write the synthetic dataset in the ``subset`` layout ("s4" or "ms3") under ``root``; returns ``root``.
