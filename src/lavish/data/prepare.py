@@ -248,9 +248,9 @@ def prepare_avqa(root: Path | str, out: Path | str, *, frame_size: tuple[int, in
     video with the "avqa" front-end: the authors' 1.95-s audio windows at ``linspace(0, n - 2.05 s, 10)`` (spec
     2.2, 6.4 s apart on the 60-s videos) and each segment's frame at the centre of its window
     (:func:`lavish.media.decode.frame_times`; the authors take 10 of the 1-fps frames at ``linspace(1, n, 10)``,
-    up to 1.4 s from their windows). ``lavish ask`` decodes at the same instants. The json files are copied into the cache (``avqa-<split>.json``)
-    so training needs only the cache; every record is parsed and tokenised first, so a bad question stops the run
-    in one line naming the file and question. A question whose video is missing or cannot be decoded is left out
+    up to 1.4 s from their windows). ``lavish ask`` decodes at the same instants. The json files are copied into
+    the cache (``avqa-<split>.json``) so training needs only the cache; every record is parsed and tokenised first,
+    so a bad question stops the run in one line naming the file and question. A question whose video is missing or cannot be decoded is left out
     (the video is listed in failed.tsv). Cache items are videos (``videos.json``); the manifest's ``classes`` is the
     answer vocabulary of the training file and its ``splits`` map each split to the items its questions use.
     """
