@@ -1,6 +1,6 @@
 """Benchmark: one 10-s 640x360 clip with 44.1 kHz stereo audio -> 10 frames (192x192) + 10 'ave' audio images.
 
-lavish: ``lavish.media.decode_clip`` (one PyAV pass, frames picked at segment middles, in-memory resampling).
+lavish: ``lavish.media.decode_clip`` (one PyAV pass, frames picked at the audio windows' centres, in-memory resampling).
 authors: the ``ffmpeg`` command line extracts 1-fps jpgs and a 16 kHz mono wav (their README / video_proc.py),
 then the jpgs are read and resized bicubic to 192x192 and the wav is cut into windows and turned into fbanks
 (same fbank code for both, so the difference is the decoding path).

@@ -62,3 +62,41 @@ def test_layout_and_prepare_with_broken_clips(tmp_path):
         assert np.load(out / "audio" / f"{item['video_id']}.npy").shape == (5, 96, 64)
     again = prepare_avs(root, out, frame_size=(64, 64), frontend=get_frontend("micro"), progress=False)
     assert again.skipped == 3 and again.prepared == 0 and len(again.failed) == 3
+
+
+def test_several_sounding_objects_are_all_masked_and_heard():
+    rng = np.random.default_rng(1)
+    frames, masks, audio = render_clip([0, 4, 2], [0, 2], 64, rng)  # chords 440/660 and 880/1320 Hz; 550 silent
+    for f, m in zip(frames, masks):
+        colours = {tuple(c) for c in f[m].tolist()}
+        assert colours == {CLASSES[0].colour, CLASSES[2].colour}  # the union of the two sounding objects
+        assert (f[~m] == CLASSES[4].colour).all(-1).sum() > 20  # the silent one stays unmasked
+    spectrum = np.abs(np.fft.rfft(audio))
+    freqs = np.fft.rfftfreq(audio.size, 1 / 16000)
+    loud = {round(float(f)) for f in freqs[spectrum > 0.2 * spectrum.max()]}
+    assert {round(CLASSES[0].freq), round(CLASSES[2].freq)} <= loud and round(CLASSES[4].freq) not in loud
+
+
+def test_ms3_layout_and_prepare(tmp_path):
+    root = make_synthetic_avs(tmp_path / "ms3", num_videos=9, num_classes=3, objects_per_clip=3, size=32,
+                              subset="ms3")
+    assert (root / "ms3_meta_data.csv").read_text().splitlines()[0] == "name,split"
+    assert not (root / "s4_meta_data.csv").exists()
+    records = read_avs(root, "ms3")
+    assert len(records) == 9 and {r.split for r in records} == {"train", "val", "test"}
+    sources = []
+    for r in records:
+        assert r.category == "" and r.annotated == (0, 1, 2, 3, 4)  # every frame of every split, train too
+        assert r.frames[0] == root / "ms3_data" / "visual_frames" / r.name / f"{r.name}.mp4_1.png"
+        assert r.masks[4] == root / "ms3_data" / "gt_masks" / r.split / r.name / f"{r.name}_5.png"
+        assert r.audio == root / "ms3_data" / "audio_wav" / r.split / f"{r.name}.wav"
+        frame = np.asarray(Image.open(r.frames[0]).convert("RGB"))
+        mask = load_mask(r.masks[0], (32, 32))
+        sources.append(len({tuple(c) for c in frame[mask].tolist()}))
+    assert min(sources) >= 1 and max(sources) >= 2  # several sounding objects in some clips
+    out = tmp_path / "cache"
+    report = prepare_avs(root, out, frame_size=(64, 64), frontend=get_frontend("micro"), progress=False)
+    assert report.prepared == 9 and not report.failed
+    assert json.loads((out / "avs.json").read_text()) == {"subset": "ms3", "mask_size": [32, 32]}
+    assert np.load(out / "labels.npy").tolist() == [[1] * 5] * 9
+    assert json.loads((out / "manifest.json").read_text())["classes"] == []

@@ -42,3 +42,25 @@ def decoded_index(frames: np.ndarray) -> np.ndarray:
     low = frames[:, :, w // 8 : 3 * w // 8].astype(np.float64).mean(axis=(1, 2, 3))
     high = frames[:, :, 5 * w // 8 : 7 * w // 8].astype(np.float64).mean(axis=(1, 2, 3))
     return (np.round((low - 8) / 16) + 16 * np.round((high - 8) / 16)).astype(int)
+
+
+def timecode_frames(n: int, height: int = 48, width: int = 96) -> np.ndarray:
+    """(n, H, W, 3) uint8 grey frames that encode their index i < 4096 in three base-16 digits, one per vertical
+    third (least significant on the left), level 16 * digit + 8 (as :func:`index_frames`, for longer videos)."""
+    i = np.arange(n)
+    frames = np.zeros((n, height, width, 3), dtype=np.uint8)
+    for d in range(3):
+        frames[:, :, d * width // 3 : (d + 1) * width // 3] = (16 * ((i // 16**d) % 16) + 8).astype(np.uint8)[
+            :, None, None, None
+        ]
+    return frames
+
+
+def decoded_timecode(frames: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`timecode_frames` on decoded (T, H, W, 3) frames (any size): the index of each frame."""
+    w = frames.shape[2]
+    index = np.zeros(len(frames), dtype=int)
+    for d in range(3):
+        band = frames[:, :, d * w // 3 + w // 12 : (d + 1) * w // 3 - w // 12].astype(np.float64)
+        index += np.round((band.mean(axis=(1, 2, 3)) - 8) / 16).astype(int) * 16**d
+    return index

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lavish.errors import MediaError
+from lavish.media.audio import window_centres
 from lavish.media.decode import decode_clip, probe, read_audio, read_frames, segment_times
 from lavish.media.writer import write_video
 
@@ -170,7 +171,11 @@ def test_containers_and_codecs(tmp_path, name, video_codec, audio_codec):
     path = write_video(tmp_path / name, index_frames(24), 6.0, np.stack([audio, audio]), 44100, video_codec, audio_codec)
     clip = decode_clip(path, num_segments=4, frame_size=(48, 64), frontend="avs")
     assert clip.has_audio and clip.frames.shape == (4, 48, 64, 3) and clip.spectrograms.shape == (4, 192, 192)
-    assert decoded_index(clip.frames).tolist() == [3, 9, 15, 21]
+    # frames at the centres of the 1-s windows linspace(0, 4 s - 1.1 s, 4): 0.5, 1.47, 2.43, 3.4 s at 6 fps
+    # (mp3 in avi keeps the encoder's padding: its soundtrack decodes ~70 ms longer, the last centre 3.45 s)
+    centres = window_centres(read_audio(path).size, 4, 1.0)
+    assert centres == pytest.approx([0.5, 1.467, 2.433, 3.4], abs=0.06)
+    assert decoded_index(clip.frames).tolist() == [int(6 * t) for t in centres] == [3, 8, 14, 20]
     peak_bin = clip.spectrograms[:, :90].mean(axis=(0, 1)).argmax()
     mel = lambda f: 1127 * np.log1p(f / 700)  # noqa: E731
     expected = (mel(1000.0) - mel(20.0)) / ((mel(8000.0) - mel(20.0)) / 193) - 1

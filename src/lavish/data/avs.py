@@ -7,19 +7,28 @@ S4 (``Single-source/``)::
     s4_data/gt_masks/<split>/<category>/<name>/<name>_<k>.png           binary; train: k=1 only, val/test: 1..5
     s4_data/audio_wav/<split>/<category>/<name>.wav                     16 kHz, 5 s
 
-MS3 (``Multi-sources/``), as read by the AVSBench ``avs_ms3`` dataloader (our assumption: we have no MS3 files
-to check it on): no category level, frames not split by split folder and named ``<name>.mp4_<k>.png``, all 5
-masks annotated in every split::
+MS3 (``Multi-sources/``), as AVSBench's released MS3 code reads and writes it (``avs_scripts/avs_ms3/config.py``
+and ``dataloader.py``, ``preprocess_scripts/preprocess_ms3.py``, github:OpenNLPLab/AVSBench; the LAVISH authors
+released S4 code only): no category level; frames in one folder per clip, not split by split, named after the raw
+video FILE (``<name>.mp4``, the preprocess script's ``os.listdir`` name) plus ``_<k>``; masks and wavs under the
+split; all 5 frames annotated in every split (the loader reads 5 masks for train too and the training loss is BCE
+over the 5 frames)::
 
-    ms3_meta_data.csv                                       header; col 0 = name, column 'split'
-    ms3_data/visual_frames/<name>/<name>.mp4_<1..5>.png
-    ms3_data/gt_masks/<split>/<name>/<name>_<1..5>.png
-    ms3_data/audio_wav/<split>/<name>.wav
+    ms3_meta_data.csv                                       header; col 0 = name, column 'split' (col 1)
+    ms3_data/visual_frames/<name>/<name>.mp4_<1..5>.png     224x224 RGB, 1 frame per second
+    ms3_data/gt_masks/<split>/<name>/<name>_<1..5>.png      binary, every frame of every split
+    ms3_data/audio_wav/<split>/<name>.wav                   16 kHz, 5 s
+
+Both subsets: AVSBench's extraction keeps, in each second, the 16th of 16 evenly spaced frames (near the end of the
+second) resized to 224x224 by ``cv2.resize``. The csv's first column is the name (their loaders'
+``df_one_video[0]``) and ``split`` is found by header name (their ``df['split']``); S4's ``category`` too (their
+loader takes column 2 of ``name,start_time,category,split``).
 
 :func:`read_avs` parses the csv and checks that every file exists (cheap); :func:`check_record` opens the
 masks and the wav (size, binary values, duration >= 5 s). Both raise :class:`DataError` with one line naming the
 file. The authors' loader (and AVSBench's) opens files lazily and crashes mid-epoch on a missing one; they also
-load the unused VGGish ``audio_log_mel`` pickles, which we ignore.
+load the unused VGGish ``audio_log_mel`` pickles, which we ignore. :func:`resize_frames` is the authors' model-side
+frame resize (224 -> 192), done once at prepare time.
 """
 
 from __future__ import annotations
@@ -218,3 +227,21 @@ def check_record(record: AvsRecord, min_audio_s: float = CLIP_SECONDS) -> None:
         raise DataError(f"{record.audio}: no audio stream")
     if info.duration + 1e-3 < min_audio_s:
         raise DataError(f"{record.audio}: audio is {info.duration:.2f} s long, needs at least {min_audio_s:g} s")
+
+
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, h, w, 3) uint8 at ``size`` = (h, w): the authors' AVS resize, done once.
+
+    The authors' AVS model resizes the normalised 224x224 frames to the backbone's 192x192 with
+    ``F.interpolate(x, size=[192, 192], mode='bicubic')`` (align_corners False, no antialias;
+    AVS/avs_scripts/avs_s4/model/PVT_AVSModel.py L435). Bicubic weights sum to 1 and the ImageNet normalisation is
+    a per-channel affine map, so resizing the 0-255 values with the same op and normalising at load time gives the
+    same tensor, up to what uint8 storage changes: rounding (at most 0.5/255, 0.0087 in normalised units) and the
+    bicubic overshoot beyond [0, 255] at sharp edges, which is clipped (docs/avs.md has the measured difference).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(torch.float32)
+    y = F.interpolate(x, size=tuple(size), mode="bicubic", align_corners=False, antialias=False)
+    return y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()

@@ -38,7 +38,9 @@ from torch.utils.data import Dataset
 
 from lavish.errors import DataError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: frames at the centre of their segment's audio window (lavish.media.decode.frame_times) and AVS frames resized
+as the authors' model does; caches of version 1 hold other frames and are refused."""
 MANIFEST = "manifest.json"
 SETTINGS = "settings.json"
 VIDEOS = "videos.json"

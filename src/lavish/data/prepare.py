@@ -254,10 +254,12 @@ def prepare_avqa(root: Path | str, out: Path | str, *, frame_size: tuple[int, in
     """Prepare a MUSIC-AVQA folder (layout: :func:`discover_avqa`) into the cache folder ``out``.
 
     Every video named by a question of the three json files is decoded into 10 segments spread over the whole
-    video (6 s apart for the 60-s videos; the authors take 10 of the 1-fps frames at ``linspace(1, n, 10)``) with
-    the "avqa" front-end (1.95-s windows, spec 2.2). The json files are copied into the cache (``avqa-<split>.json``)
-    so training needs only the cache; every record is parsed and tokenised first, so a bad question stops the run
-    in one line naming the file and question. A question whose video is missing or cannot be decoded is left out
+    video with the "avqa" front-end: the authors' 1.95-s audio windows at ``linspace(0, n - 2.05 s, 10)`` (spec
+    2.2, 6.4 s apart on the 60-s videos) and each segment's frame at the centre of its window
+    (:func:`lavish.media.decode.frame_times`; the authors take 10 of the 1-fps frames at ``linspace(1, n, 10)``,
+    up to 1.4 s from their windows). ``lavish ask`` decodes at the same instants. The json files are copied into
+    the cache (``avqa-<split>.json``) so training needs only the cache; every record is parsed and tokenised first,
+    so a bad question stops the run in one line naming the file and question. A question whose video is missing or cannot be decoded is left out
     (the video is listed in failed.tsv). Cache items are videos (``videos.json``); the manifest's ``classes`` is the
     answer vocabulary of the training file and its ``splits`` map each split to the items its questions use.
     """
@@ -322,7 +324,8 @@ def _avs_subset(root: Path) -> str:
 
 
 def _prepare_avs_one(record, out: str, frame_size: tuple[int, int], frontend, mask_size: tuple[int, int]):
-    """Worker: frames (resized bicubic to frame_size), masks (nearest to mask_size), 5 spectrograms of the wav.
+    """Worker: frames (resized to frame_size as the authors' model does, :func:`lavish.data.avs.resize_frames`),
+    masks (nearest to mask_size), 5 spectrograms of the wav.
 
     Returns (name, reason or None)."""
     from PIL import Image
@@ -339,10 +342,8 @@ def _prepare_avs_one(record, out: str, frame_size: tuple[int, int], frontend, ma
         frames = []
         for path in record.frames:
             with Image.open(path) as img:
-                img = img.convert("RGB")
-                if img.size != (frame_size[1], frame_size[0]):
-                    img = img.resize((frame_size[1], frame_size[0]), Image.BICUBIC)
-                frames.append(np.asarray(img, dtype=np.uint8))
+                frames.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
+        frames = avs.resize_frames(np.stack(frames), frame_size)
         masks = np.zeros((avs.NUM_FRAMES, *mask_size), np.uint8)
         for k, path in enumerate(record.masks):
             if path is None:
@@ -360,7 +361,7 @@ def _prepare_avs_one(record, out: str, frame_size: tuple[int, int], frontend, ma
             raise DataError(f"{record.audio}: audio is {seconds:.2f} s long, needs at least {avs.CLIP_SECONDS:g} s")
         spectrograms = segment_spectrograms(wave, avs.NUM_FRAMES, frontend)
         cache.atomic_save_npy(Path(out) / "masks" / f"{record.name}.npy", masks)  # before the done marker
-        cache.write_video(Path(out), record.name, np.stack(frames), spectrograms, has_audio=True, duration=seconds)
+        cache.write_video(Path(out), record.name, frames, spectrograms, has_audio=True, duration=seconds)
         return record.name, None
     except LavishError as err:
         return record.name, str(err)

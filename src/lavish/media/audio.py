@@ -103,6 +103,19 @@ def window_starts(num_samples: int, num_segments: int, window_s: float, sample_r
     return np.linspace(0, num_samples - margin, num=num_segments, dtype=int)
 
 
+def window_centres(num_samples: int, num_segments: int, window_s: float,
+                   sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
+    """(T,) float64 seconds: the centre of each segment's audio window (:func:`window_starts` plus half a window),
+    or None when the file is too short to crop (every segment then hears the whole file).
+
+    :func:`lavish.media.decode.frame_times` takes each segment's frame at this instant.
+    """
+    starts = window_starts(num_samples, num_segments, window_s, sample_rate)
+    if starts is None:
+        return None
+    return (starts + round(sample_rate * window_s) / 2.0) / sample_rate
+
+
 def segment_spectrograms(
     waveform: np.ndarray, num_segments: int, frontend: AudioFrontend, sample_rate: int = SAMPLE_RATE
 ) -> np.ndarray:

@@ -5,12 +5,21 @@ line, then sample ``linspace(1, n_frames, 10)`` jpgs. We decode the original fil
 memory, decoding only the video frames the segments need (see :func:`read_frames`); about 2x faster than the
 ffmpeg jpg + wav route on a 10-s 640x360 clip (benchmarks/media.py):
 
-* frames: the frame SHOWN at the middle of each 1-s segment (:func:`segment_times`), converted to RGB and
-  resized bicubic by libswscale to (H, W) without keeping the aspect ratio (as the authors' Resize), after
-  applying the container's display rotation (phone videos);
 * audio: every audio stream layout / rate is resampled to 16 kHz mono with PyAV's ``AudioResampler``
   (libswresample, the same code, down-mix matrix and int16 quantisation as ``ffmpeg -ac 1 -ar 16000 x.wav``
-  followed by torchaudio.load), then cut into windows by :func:`lavish.media.audio.segment_spectrograms`.
+  followed by torchaudio.load), then cut into windows by :func:`lavish.media.audio.segment_spectrograms`;
+* frames: the frame SHOWN at the centre of each segment's audio window (:func:`frame_times`), converted to RGB
+  and resized bicubic by libswscale to (H, W) without keeping the aspect ratio (as the authors' Resize), after
+  applying the container's display rotation (phone videos).
+
+Frame instants, where we differ from the authors: they take ``linspace(1, n, T)`` of pre-extracted jpgs, whose
+instants are unrelated to the audio windows; on a 60-s MUSIC-AVQA video the ten 1-fps frames (0, 6, 13, ..., 59 s)
+sit up to 1.4 s from the centres of the ten 1.95-s windows (0.98, 7.41, ..., 58.93 s), and the middles of the
+ten 6-s tenths (3, 9, ..., 57 s, what lavish took before) up to 2.0 s. We keep the authors' audio windows
+exactly and take each frame at its window's centre, so the pair is less than one video frame period apart
+(tests/media/test_av_alignment.py reads both instants back from a time-coded 60-s mp4). For 1-s AVE segments of a
+10-s clip the centres (0.5, 1.49, ..., 9.4 s) are within 0.1 s of the middles of the seconds, inside the
+labelled second.
 
 Errors: a file that is not media, is truncated, has no video stream or lasts 0 s raises :class:`MediaError`
 with one line naming the file. A file WITHOUT an audio stream is accepted: it is treated as digital silence
@@ -30,7 +39,7 @@ import av
 import numpy as np
 
 from lavish.errors import ConfigError, MediaError
-from lavish.media.audio import SAMPLE_RATE, AudioFrontend, get_frontend, segment_spectrograms
+from lavish.media.audio import SAMPLE_RATE, AudioFrontend, get_frontend, segment_spectrograms, window_centres
 
 @dataclass
 class MediaInfo:
@@ -53,7 +62,8 @@ class Clip:
     """Model inputs of one video.
 
     frames: (T, H, W, 3) uint8 RGB. spectrograms: (T, F, M) float32 (F = frontend.target_frames,
-    M = num_mel_bins). times: (T,) float64 seconds at which the frames were taken. duration: seconds.
+    M = num_mel_bins). times: (T,) float64 seconds at which the frames were taken (:func:`frame_times`).
+    duration: seconds.
     """
 
     frames: np.ndarray
@@ -143,7 +153,8 @@ def _decode_audio(container, path: Path, sample_rate: int) -> np.ndarray:
 
 
 def segment_times(duration: float, num_segments: int | None) -> np.ndarray:
-    """(T,) float64 instant (seconds) at which each segment's frame is taken.
+    """(T,) float64 middle instant (seconds) of each segment (the frame instants where :func:`frame_times`
+    cannot use the audio windows).
 
     Each segment is represented by its MIDDLE instant. The authors instead take ``linspace(1, n, 10)`` over
     pre-extracted frames, whose first pick is the clip's first frame and last pick the last frame, i.e.
@@ -169,6 +180,25 @@ def segment_times(duration: float, num_segments: int | None) -> np.ndarray:
         return (k + 0.5) * (duration / num_segments)
     starts = np.minimum(k, math.ceil(duration) - 1)
     return (starts + np.minimum(starts + 1.0, duration)) / 2.0
+
+
+def frame_times(duration: float, num_segments: int | None, window_s: float, num_samples: int) -> np.ndarray:
+    """(T,) float64 seconds at which each segment's frame is taken: the centre of the segment's audio window.
+
+    duration: seconds of the clip; window_s: the front-end's window; num_samples: length of the 16 kHz waveform
+    the windows are cut from. The adapters fuse the audio and visual tokens of one segment, so both must describe
+    the same instant; the windows follow the authors' rule exactly (:func:`lavish.media.audio.window_starts`) and
+    the frame is moved to each window's centre (:func:`lavish.media.audio.window_centres`).
+
+    A clip shorter than its T segments gets T windows spread over it (the authors' rule, as their frames), so its
+    frames are spread the same way rather than kept on whole seconds. Kept at :func:`segment_times` only when the
+    file is too short to cut windows: every segment then hears the whole file, so any instant is inside its
+    window. The windows are cut from the decoded soundtrack, so a soundtrack much shorter than the picture draws
+    the frames into the part it covers: the pairs stay aligned.
+    """
+    times = segment_times(duration, num_segments)
+    centres = window_centres(num_samples, len(times), window_s)
+    return times if centres is None else centres
 
 
 def read_frames(path: str | os.PathLike, times: Sequence[float], size: tuple[int, int]) -> np.ndarray:
@@ -277,7 +307,10 @@ def decode_clip(
     frame_size: tuple[int, int],
     frontend: AudioFrontend | str,
 ) -> Clip:
-    """Decode one video into T frames (at :func:`segment_times`) and T audio images (``frontend``)."""
+    """Decode one video into T frames (at :func:`frame_times`) and T audio images (``frontend``).
+
+    The audio is decoded first: the frame instants are the centres of its windows, which depend on its length.
+    """
     path = Path(path)
     if isinstance(frontend, str):
         frontend = get_frontend(frontend)
@@ -287,14 +320,14 @@ def decode_clip(
         duration = _duration(container)
         if not duration > 0:
             raise MediaError(f"{path}: zero-length video")
-        times = segment_times(duration, num_segments)
-        frames = _read_frames(container, path, times, frame_size)
         has_audio = bool(container.streams.audio)
         if has_audio:
-            container.seek(0)
             waveform = _decode_audio(container, path, SAMPLE_RATE)
+            container.seek(0)
         else:
             warnings.warn(f"{path}: no audio stream; using silence", stacklevel=2)
             waveform = np.zeros(int(round(duration * SAMPLE_RATE)), dtype=np.float32)
+        times = frame_times(duration, num_segments, frontend.window_s, waveform.size)
+        frames = _read_frames(container, path, times, frame_size)
     spectrograms = segment_spectrograms(waveform, len(times), frontend)
     return Clip(frames=frames, spectrograms=spectrograms, times=times, duration=duration, has_audio=has_audio)
