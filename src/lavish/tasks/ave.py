@@ -255,12 +255,6 @@ class AveTask(Task):
                 "test_acc": None if result.test is None else result.test["accuracy"],
                 "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1)}
 
-    def train_lines(self, result: TrainResult) -> list[str]:
-        test = "none" if result.test is None else f"{result.test['accuracy']:.4f}"
-        best = "none" if result.best_value is None else f"{result.best_value:.4f}"
-        return [f"best validation accuracy {best} at epoch {result.best_epoch}; test accuracy {test}; "
-                f"adapter file {result.adapter} ({result.seconds:.0f} s)"]
-
     # ----------------------------------------------------------------------------------------- evaluation
     def evaluation(self, model, meta, dm, split, *, confusion_png=None) -> AveEvaluation:
         return AveEvaluation(meta.get("classes") or dm.classes + ["background"], split, confusion_png)
@@ -341,9 +335,7 @@ class AveTask(Task):
         comparison) -> test accuracy table and bar plot -> predict one test clip with its timeline."""
         from lavish.data.cache import atomic_write_json
         from lavish.data.synthetic_ave import make_synthetic_ave
-        from lavish.media.audio import get_frontend
         from lavish.models.adapters import PRESETS
-        from lavish.models.input_spec import input_spec
         from lavish.tasks.base import evaluate, load, train
         from lavish.tasks.plots import plot_bars
 
@@ -358,12 +350,7 @@ class AveTask(Task):
         if not (data / "Annotations.txt").exists():
             make_synthetic_ave(data, num_videos=options.videos, num_classes=options.classes, seed=options.seed,
                                workers=options.workers)
-        spec = input_spec(backbone, "ave")
-        print(f"[2/5] prepare -> {cache}")
-        if not (cache / "manifest.json").exists():
-            report = prepare_ave(data, cache, frame_size=spec.frame_size, frontend=get_frontend(spec.audio_frontend),
-                                 workers=options.workers, progress=options.progress)
-            print("      " + report.summary().replace("\n", "\n      "))
+        self.demo_cache(data, cache, backbone, options, "2/5")
         rows = []
         for name, modalities in DEMO_VARIANTS.items():
             run_dir = out / "runs" / modalities

@@ -31,7 +31,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
 
 import numpy as np
 import torch
@@ -385,6 +385,7 @@ class AvqaTask(Task):
     train_config_cls = AvqaTrainConfig
     data_module_cls = AvqaDataModule
     prepare = staticmethod(prepare_avqa)
+    summary = (("overall", "accuracy"),)
     monitor = "acc"
     eval_loss = False  # validation has no negatives: its loss is not the training loss
     lr_help = "learning rate at --base-batch-size (default 8e-5)"
@@ -453,12 +454,6 @@ class AvqaTask(Task):
         return {"best_epoch": result.best_epoch, "best_val_acc": result.best_value, "test": test,
                 "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1)}
 
-    def train_lines(self, result: TrainResult) -> list[str]:
-        test = "none" if result.test is None else f"{result.test['overall']:.4f}"
-        best = "none" if result.best_value is None else f"{result.best_value:.4f}"
-        return [f"best validation accuracy {best} at epoch {result.best_epoch}; test accuracy {test}; "
-                f"adapter file {result.adapter} ({result.seconds:.0f} s)"]
-
     def evaluation(self, model, meta, dm: AvqaDataModule, split: str) -> AvqaEvaluation:
         return AvqaEvaluation(dm.dataset(split), dm.vocab, split_records(dm.cache_dir, "train"), split)
 
@@ -493,9 +488,7 @@ class AvqaTask(Task):
         the answer-prior baseline, ask one question."""
         from lavish.data.cache import atomic_write_json
         from lavish.data.synthetic_avqa import make_synthetic_avqa
-        from lavish.media.audio import get_frontend
         from lavish.models.adapters import PRESETS
-        from lavish.models.input_spec import input_spec
         from lavish.tasks.base import evaluate, load, train
 
         start = time.monotonic()
@@ -505,12 +498,7 @@ class AvqaTask(Task):
         print(f"[1/4] synthetic MUSIC-AVQA-layout dataset: {options.videos} videos -> {data}")
         if not (data / "avqa-test.json").exists():
             make_synthetic_avqa(data, num_videos=options.videos, seed=options.seed, workers=options.workers)
-        spec = input_spec(backbone, "avqa")
-        print(f"[2/4] prepare -> {cache}")
-        if not (cache / "manifest.json").exists():
-            report = prepare_avqa(data, cache, frame_size=spec.frame_size, frontend=get_frontend(spec.audio_frontend),
-                                  workers=options.workers, progress=options.progress)
-            print("      " + report.summary().replace("\n", "\n      "))
+        self.demo_cache(data, cache, backbone, options, "2/4")
         print(f"[3/4] train {backbone} with LAVISH adapters -> {run_dir}")
         if not (run_dir / "results.json").exists():
             model = AvqaModelConfig(backbone=backbone, adapter=PRESETS["avqa_paper"])

@@ -136,6 +136,7 @@ class AvsTask(Task):
     train_config_cls = AvsTrainConfig
     data_module_cls = AvsDataModule
     prepare = staticmethod(prepare_avs)
+    summary = (("miou", "mIoU"), ("fscore", "F-score"))
     monitor = "miou"
     modalities = ("av", "v")  # segmentation needs frames: no audio-only model
     lr_help = "learning rate of everything trainable (default 1e-4)"
@@ -193,13 +194,6 @@ class AvsTask(Task):
                 "test_miou": test.get("miou"), "test_fscore": test.get("fscore"),
                 "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1)}
 
-    def train_lines(self, result: TrainResult) -> list[str]:
-        test = result.test or {}
-        best = "none" if result.best_value is None else f"{result.best_value:.4f}"
-        return [f"best validation mIoU {best} at epoch {result.best_epoch}; test mIoU "
-                f"{test.get('miou', float('nan')):.4f}, F-score {test.get('fscore', float('nan')):.4f}; "
-                f"adapter file {result.adapter} ({result.seconds:.0f} s)"]
-
     def evaluation(self, model, meta, dm: AvsDataModule, split: str) -> AvsEvaluation:
         return AvsEvaluation(split, dm.subset, len(dm.dataset(split)))
 
@@ -251,10 +245,8 @@ class AvsTask(Task):
         from lavish.data.avs import read_avs
         from lavish.data.cache import atomic_write_json
         from lavish.data.synthetic_avs import make_synthetic_avs
-        from lavish.media.audio import get_frontend
         from lavish.media.decode import read_audio
         from lavish.media.writer import write_video
-        from lavish.models.input_spec import input_spec
         from lavish.tasks.base import evaluate, load, train
 
         if options.videos < 12:
@@ -266,12 +258,7 @@ class AvsTask(Task):
         print(f"[1/5] synthetic AVSBench-S4 dataset: {options.videos} clips -> {data}")
         if not (data / "s4_meta_data.csv").exists():
             make_synthetic_avs(data, num_videos=options.videos, num_classes=options.classes, seed=options.seed)
-        spec = input_spec(backbone, "avs")
-        print(f"[2/5] prepare -> {cache}")
-        if not (cache / "manifest.json").exists():
-            report = prepare_avs(data, cache, frame_size=spec.frame_size, frontend=get_frontend(spec.audio_frontend),
-                                 workers=options.workers, progress=options.progress)
-            print("      " + report.summary().replace("\n", "\n      "))
+        self.demo_cache(data, cache, backbone, options, "2/5")
         run_dir = out / "runs" / "avs"
         print(f"[3/5] train LAVISH + TPAVI ({backbone}) -> {run_dir}")
         if not (run_dir / "results.json").exists():

@@ -122,6 +122,8 @@ class Task:
     """``prepare(root, out, *, frame_size, frontend, workers, progress, **options) -> PrepareReport``"""
     monitor: ClassVar[str] = "acc"
     """name (in :meth:`metrics`) of the validation metric that selects the best epoch (higher is better)"""
+    summary: ClassVar[tuple[tuple[str, str], ...]] = (("accuracy", "accuracy"),)
+    """(key of the evaluation result, title) printed after training; the first titles the monitored value"""
     modalities: ClassVar[tuple[str, ...]] = MODALITIES
     """streams the task can run with (``--modalities``)"""
     options: ClassVar[tuple[Option, ...]] = ()
@@ -207,10 +209,24 @@ class Task:
                 "test": result.test, "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1)}
 
     def train_lines(self, result: TrainResult) -> list[str]:
-        """What ``lavish train`` prints at the end."""
+        """What ``lavish train`` prints at the end: the best validation value and the test :attr:`summary`."""
         best = "none" if result.best_value is None else f"{result.best_value:.4f}"
-        return [f"best {result.monitor} {best} at epoch {result.best_epoch}; adapter file {result.adapter} "
-                f"({result.seconds:.0f} s)"]
+        test = result.test or {}
+        tests = ", ".join(f"{title} {test[key]:.4f}" if key in test else f"{title} none" for key, title in self.summary)
+        return [f"best validation {self.summary[0][1]} {best} at epoch {result.best_epoch}; test {tests}; adapter file "
+                f"{result.adapter} ({result.seconds:.0f} s)"]
+
+    def demo_cache(self, data: Path, cache: Path, backbone: str, options: "DemoOptions", step: str) -> None:
+        """The demo's prepare step: ``data`` (the synthetic dataset) into ``cache`` for ``backbone``, unless done."""
+        from lavish.media.audio import get_frontend
+        from lavish.models.input_spec import input_spec
+
+        spec = input_spec(backbone, self.name)
+        print(f"[{step}] prepare -> {cache}")
+        if not (cache / "manifest.json").exists():
+            report = self.prepare(data, cache, frame_size=spec.frame_size, frontend=get_frontend(spec.audio_frontend),
+                                  workers=options.workers, progress=options.progress)
+            print("      " + report.summary().replace("\n", "\n      "))
 
     # ------------------------------------------------------------------------------------------- evaluation
     def evaluation(self, model: nn.Module, meta: dict, dm: SplitDataModule, split: str, **options) -> Evaluation:
