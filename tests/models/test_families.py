@@ -75,6 +75,13 @@ def test_input_spec_per_family() -> None:
         assert input_spec(name, "avqa").audio_frontend == "micro"
 
 
+def test_a_model_built_for_another_size_takes_frames_of_that_size() -> None:
+    """DINOv2 is built for 518 px in timm; in Python another size is one keyword away (docs/backbones.md)."""
+    with torch.device("meta"):
+        model = LavishBackbone(create_backbone("vit_small_patch14_reg4_dinov2", img_size=224))
+    assert model.img_size == (224, 224) and describe("vit_small_patch14_reg4_dinov2").img_size == (518, 518)
+
+
 def test_an_unsupported_class_is_refused_naming_it_and_the_families() -> None:
     with pytest.raises(ConfigError) as err:
         backbone_family("resnet50")
@@ -91,6 +98,10 @@ def test_an_unsupported_class_is_refused_naming_it_and_the_families() -> None:
 @pytest.mark.parametrize(("name", "overrides", "why"), [
     ("vit_base_r50_s16_384", {}, "VisionTransformer with a HybridEmbed patch embedding"),
     ("vit_small_patch16_18x2_224", {}, "VisionTransformer with ParallelThingsBlock blocks"),
+    ("vit_base_patch16_rpn_224", {}, "VisionTransformer with ResPostBlock blocks"),
+    ("vit_base_patch16_xp_224", {}, "VisionTransformer with ParallelScalingBlock blocks"),
+    ("beit_base_patch16_224", {}, "a Beit, not a supported transformer family"),
+    ("vit_relpos_base_patch16_224", {}, "a VisionTransformerRelPos, not a supported transformer family"),
     ("eva02_enormous_patch14_clip_224", {}, "an Eva with EvaBlockPostNorm blocks"),
     ("lavish_vit_micro_patch8_64", {"patch_drop_rate": 0.5}, "patch dropout"),
     ("lavish_eva02_micro_patch8_64", {"global_pool": ""}, "global_pool=''"),
