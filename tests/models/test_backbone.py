@@ -25,6 +25,7 @@ VIT_MICRO = "lavish_vit_micro_patch8_64"
 SWIN_MICRO = "lavish_swinv2_micro_window4_64"
 MICROS = ("vit_micro", "swinv2_micro", "swin_micro", "eva02_micro")  # one of each family
 
+
 def inputs(size: int, spec_shape: tuple[int, int], batch: int = 2, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(batch, *spec_shape, generator=gen), torch.randn(batch, 3, size, size, generator=gen)

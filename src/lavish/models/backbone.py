@@ -279,7 +279,7 @@ class LavishBackbone(nn.Module):
         return BackboneOutput(a, v, stages)
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B', N, D) -> (B', D): timm's pre-logits feature: mean of tokens (Swin), class token (ViT), as the authors."""
+        """(B', N, D) -> (B', D): timm's pre-logits feature (Swin: mean of tokens, ViT: class token, as the authors)."""
         return self.family.pool(tokens)
 
 

@@ -36,6 +36,7 @@ attention pool of SigLIP / PE models, the mean of class and distillation tokens 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -61,8 +62,8 @@ class Unit:
     dim: int
 
 
-class Family:
-    """How the wrapper steps through one class of timm backbone (subclasses fill in the blocks)."""
+class Family(ABC):
+    """How the wrapper steps through one class of timm backbone: the interface every family implements."""
 
     name: ClassVar[str]
     """registry key (:data:`FAMILIES`)"""
@@ -89,6 +90,38 @@ class Family:
     def final(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's last norm, (B', N, C) -> same."""
         return self.model.norm(x)
+
+    @abstractmethod
+    def units(self) -> list[Unit]:
+        """The frozen blocks in order, each with the patch merging that precedes it."""
+
+    @abstractmethod
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Images (B', 3, H, W) -> tokens (B', N, C) before the first block, and their patch grid (gh, gw)."""
+
+    @abstractmethod
+    def downsample(self, unit: Unit, x: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Tokens and grid after ``unit.downsample`` (unchanged where there is none)."""
+
+    @abstractmethod
+    def attn_residual(self, blk: nn.Module, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """x + the attention branch of ``blk``, (B', N, C) -> same."""
+
+    @abstractmethod
+    def mlp_residual(self, blk: nn.Module, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """x + the MLP branch of ``blk``, (B', N, C) -> same."""
+
+    @abstractmethod
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Final tokens (B', N, C) -> the pooled feature (B', C)."""
+
+    @abstractmethod
+    def spatial(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Tokens (B', N, C) -> the patch map (B', gh, gw, C)."""
+
+    @abstractmethod
+    def stage_ends(self) -> list[int]:
+        """Indices of the four units whose outputs are the multi-scale maps (AVS)."""
 
 
 # ----- plain (non-hierarchical) transformers: ViT, EVA ------------------------------------------------------------
@@ -193,7 +226,8 @@ class EvaFamily(_PlainFamily):
     def refusal(cls, model: nn.Module) -> str | None:
         other = {type(blk).__name__ for blk in model.blocks if type(blk) is not EvaBlock}
         if other:
-            return f"with {', '.join(sorted(other))} blocks (residual post-norm): only the pre-norm EvaBlock is supported"
+            return (f"with {', '.join(sorted(other))} blocks (residual post-norm): only the pre-norm EvaBlock is "
+                    f"supported")
         if model.rope is not None and getattr(model.rope, "aug_active", False):
             return "with RoPE coordinate augmentation (rope_*_coords), which would move a frozen backbone's positions"
         return super().refusal(model)
