@@ -170,6 +170,21 @@ def test_each_residual_half_is_the_timm_block_with_the_other_branch_off(key: str
             x = fam.mlp_residual(unit.block, after_attn, grid)
 
 
+@pytest.mark.parametrize("key", ["rope_mixed", "eva02_micro"])
+def test_a_deep_copy_runs_the_same(key: str) -> None:
+    """The EVA family keeps per-grid RoPE and looks blocks up: a copy (EMA, SWA, ...) must use its own blocks."""
+    model = build(key).eval()
+    open_gates(model)
+    twin = copy.deepcopy(model)
+    frames = frames_of(key)
+    spec = torch.randn(2, *frames.shape[-2:])
+    with torch.no_grad():
+        assert torch.equal(model(spec, frames).visual, twin(spec, frames).visual)
+        for p in twin.backbone.blocks[-1].parameters():
+            p.mul_(1.5)
+        assert not torch.equal(model(spec, frames).visual, twin(spec, frames).visual)
+
+
 # ----- training moves only the adapters ---------------------------------------------------------------------------
 
 def attention_linears(model: nn.Module) -> set[str]:

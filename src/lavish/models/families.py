@@ -218,7 +218,6 @@ class EvaFamily(_PlainFamily):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
-        self._depth = {id(blk): i for i, blk in enumerate(model.blocks)}
         self._mixed = bool(getattr(model, "rope_mixed", False))
         self._rope: dict[tuple[int, int], torch.Tensor | None] = {}
 
@@ -249,7 +248,9 @@ class EvaFamily(_PlainFamily):
 
     def _rope_for(self, blk: nn.Module, grid: tuple[int, int]) -> torch.Tensor | None:
         rope = self._rope[grid]
-        return rope[self._depth[id(blk)]] if self._mixed and rope is not None else rope
+        if self._mixed and rope is not None:  # one embedding per depth: this block's
+            return rope[next(i for i, b in enumerate(self.model.blocks) if b is blk)]
+        return rope
 
     def attn_residual(self, blk: nn.Module, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         y = blk.attn(blk.norm1(x), rope=self._rope_for(blk, grid))
