@@ -16,8 +16,7 @@ from lavish.models.adapters import ADAPTERS, FUSIONS, MODALITIES, PRESETS, adapt
 def add_model_options(parser: argparse.ArgumentParser, *, default_backbone: str = "swinv2_large_window12_192") -> None:
     """--backbone, --adapter, --preset, --fusion, --modalities, --latents, --reduction, --groups, --formulation."""
     g = parser.add_argument_group("model")
-    g.add_argument("--backbone", help=f"timm model of a ViT, Swin-V2, Swin or EVA-02 class, any name "
-                                      f"(docs/backbones.md; default: {default_backbone})")
+    g.add_argument("--backbone", help=f"timm ViT / Swin-V2 name (default: {default_backbone})")
     g.add_argument("--adapter", choices=list(ADAPTERS), help="adapter kind (default: lavish)")
     g.add_argument("--preset", default=None, choices=list(PRESETS),
                    help="LAVISH settings of a paper task (default: the task's own preset)")
