@@ -1,7 +1,8 @@
 """The frozen two-stream backbone (spec 1.3, 2.1, 8.2-8.3) on small real timm models, on the CPU.
 
-* at init (all gates 0) both streams are the plain timm ``forward_features`` (bit-exact against the same batch
-  layout; within a few fp32 ulp against timm run per stream), for every adapter kind;
+* at init (all gates 0) both streams are the plain timm ``forward_features`` and the pooled features timm's
+  ``forward_head(pre_logits=True)`` (bit-exact against the same batch layout; within a few fp32 ulp against timm run
+  per stream), for every family and variant of backbone_helpers.BACKBONES and every adapter kind;
 * adapter placement: p1 reads the pre-attention streams and is added after the attention residual, p2 reads the
   post-attention streams and is added after the MLP residual (checked against a loop over the timm blocks);
 * activation checkpointing and un-batched streams change nothing;
@@ -15,21 +16,14 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from backbone_helpers import activate_post_norms, open_gates
+from backbone_helpers import BACKBONES, activate_post_norms, open_gates
 from lavish.errors import ConfigError
 from lavish.models.adapters import adapter_config
 from lavish.models.backbone import LavishBackbone, create_backbone
 
 VIT_MICRO = "lavish_vit_micro_patch8_64"
 SWIN_MICRO = "lavish_swinv2_micro_window4_64"
-# name, create_backbone overrides, frame size
-BACKBONES = {
-    "vit_micro": (VIT_MICRO, {}, 64),
-    "swinv2_micro": (SWIN_MICRO, {}, 64),
-    "vit_tiny": ("vit_tiny_patch16_224", {}, 224),
-    # real Swin-V2-T layout (depths 2-2-6-2, shifted windows in stages 1-2) at 64 px
-    "swinv2_tiny_64": ("swinv2_tiny_window8_256", {"img_size": 64, "window_size": 4}, 64),
-}
+MICROS = ("vit_micro", "swinv2_micro", "swin_micro", "eva02_micro")  # one of each family
 
 
 def inputs(size: int, spec_shape: tuple[int, int], batch: int = 2, seed: int = 0):
@@ -42,30 +36,37 @@ def flat(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1, 2) if x.ndim == 4 else x
 
 
-@pytest.mark.parametrize(("key", "batch_streams"), [(k, True) for k in BACKBONES]
-                         + [(k, False) for k in ("vit_micro", "swinv2_micro")])
+@pytest.mark.parametrize(("key", "batch_streams"), [(k, True) for k in BACKBONES] + [(k, False) for k in MICROS])
 def test_zero_gates_give_the_plain_backbone_exactly(key: str, batch_streams: bool) -> None:
     """Bit-exact. With ``batch_streams`` the frozen parts run on [audio; visual] as one batch, so the reference is
     timm on that same batch (a matmul over another batch size may round differently in the last bit)."""
     name, overrides, size = BACKBONES[key]
     model = LavishBackbone(activate_post_norms(create_backbone(name, **overrides)), batch_streams=batch_streams)
     model.eval()
-    spec_shape = (size - 8, size) if "swin" in key else (size, size)  # Swin resizes audio to the frame grid
+    # families that resize the audio image to the frame grid get another size, to exercise the resize
+    spec_shape = (size - 8, size) if model.family.resize_audio else (size, size)
     spec, frames = inputs(size, spec_shape, batch=1 if overrides or size > 64 else 2)
 
+    timm_model = model.backbone
     with torch.no_grad():
         out = model(spec, frames)
         images = model.audio_image(spec), frames
         if batch_streams:
-            ref_a, ref_v = flat(model.backbone.forward_features(torch.cat(images))).split(len(frames))
+            ref_a, ref_v = timm_model.forward_features(torch.cat(images)).split(len(frames))
         else:
-            ref_a, ref_v = (flat(model.backbone.forward_features(x)) for x in images)
+            ref_a, ref_v = (timm_model.forward_features(x) for x in images)
+        pooled = model.pool(out.audio), model.pool(out.visual)
+        ref_pooled = [timm_model.forward_head(x, pre_logits=True) for x in (ref_a, ref_v)]
+        ref_a, ref_v = flat(ref_a), flat(ref_v)
 
     assert out.visual.shape == ref_v.shape and out.audio.shape == ref_a.shape
     assert (out.visual - ref_v).abs().max().item() == 0.0
     assert (out.audio - ref_a).abs().max().item() == 0.0
+    for ours, ref in zip(pooled, ref_pooled):
+        assert ours.shape == (len(frames), model.num_features)
+        assert (ours - ref).abs().max().item() == 0.0
     if batch_streams:  # and the same, to float tolerance, as each stream on its own
-        torch.testing.assert_close(out.visual, flat(model.backbone.forward_features(frames)), rtol=0, atol=1e-5)
+        torch.testing.assert_close(out.visual, flat(timm_model.forward_features(frames)), rtol=0, atol=1e-5)
 
 
 def test_vit_audio_of_another_size_uses_the_resampled_position_embedding() -> None:
@@ -104,15 +105,22 @@ def test_vision_only_runs_no_audio_stream_and_builds_no_audio_adapter() -> None:
     assert out.visual.shape == (2, 4, 256)
 
 
-def test_swin_stage_maps_are_taken_before_patch_merging() -> None:
-    model = LavishBackbone(create_backbone(SWIN_MICRO)).eval()
+@pytest.mark.parametrize("name", [SWIN_MICRO, "lavish_swin_micro_window4_64"])
+def test_swin_stage_maps_are_taken_before_patch_merging(name: str) -> None:
+    model = LavishBackbone(create_backbone(name)).eval()
     spec, frames = inputs(64, (64, 64))
     with torch.no_grad():
         out = model(spec, frames, return_stages=True)
+        # timm on the same [audio; visual] batch as the joint streams, visual rows: (B, C, h, w) maps
+        both = torch.cat([model.audio_image(spec), frames])
+        ref = [r[2:] for r in model.backbone.forward_intermediates(both, norm=True, intermediates_only=True)]
     assert [tuple(s.shape) for s in out.visual_stages] == [(2, 16, 16, 32), (2, 8, 8, 64), (2, 4, 4, 128),
                                                           (2, 2, 2, 256)]
     assert model.stage_dims() == [32, 64, 128, 256]
     torch.testing.assert_close(out.visual_stages[-1].flatten(1, 2), out.visual, rtol=0, atol=0)
+    # zero gates: the maps are timm's own stage outputs (the last one after the final norm, as timm gives it)
+    for ours, theirs in zip(out.visual_stages, ref):
+        assert torch.equal(ours, theirs.permute(0, 2, 3, 1))
 
 
 # ----- placement (spec 1.3) ---------------------------------------------------------------------------------------

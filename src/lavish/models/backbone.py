@@ -1,9 +1,10 @@
 """The frozen backbone shared by the audio and the visual stream, with adapters in every block (spec 1.3, 2).
 
-``LavishBackbone`` takes a timm ViT or Swin-V2, freezes every one of its parameters and runs both streams through
+``LavishBackbone`` takes a timm ViT, Swin-V2, Swin or EVA (any model of a class in
+:mod:`lavish.models.families`, docs/backbones.md), freezes every one of its parameters and runs both streams through
 the same weights. Per block: p1 adapters read the streams before the attention and are added after the attention
 residual; p2 adapters read the streams after it and are added after the MLP residual. Where the two streams have
-the same shape (always on Swin-V2, whose audio image is resized to the frame grid) both streams live in one
+the same shape (always on the families whose audio image is resized to the frame grid) both streams live in one
 (B'_a + B'_v, N, C) tensor from the patch embedding to the final norm: the frozen parts of each block run on it
 once, the adapters read the two streams as views of it and add their outputs in place (no concatenation per
 residual, which a straightforward implementation pays twice per block in time and activation memory). Time is folded into the batch by the caller: B' = B * T segments.
@@ -29,7 +30,7 @@ from lavish.errors import ConfigError
 from lavish.models import micro  # noqa: F401  (registers the demo backbones)
 from lavish.models.adapters import AdapterConfig, LavishConfig, MODALITIES, Streams
 from lavish.models.adapters.slots import add_deltas
-from lavish.models.families import FAMILIES, Unit
+from lavish.models.families import Unit, family_of
 from lavish.models.input_spec import backbone_family
 
 #: the pretrained tag of each paper backbone (the authors' timm 0.6.7 names in comments)
@@ -74,15 +75,13 @@ def full_name(name: str) -> str:
 
 def create_backbone(name: str, *, pretrained: bool = False, weights: str | Path | None = None,
                     **kwargs) -> nn.Module:
-    """A timm ViT / Swin-V2 without classifier head (``num_classes=0``).
+    """A timm backbone of a supported family (:mod:`lavish.models.families`) without classifier (``num_classes=0``).
 
     pretrained: load timm's pretrained weights for ``name`` (needs the hub); weights: a local checkpoint file
     instead (implies pretrained). Raises ConfigError for an unknown name, a missing file or an unreachable hub.
     """
-    backbone_family(name)
+    backbone_family(name)  # unknown or unsupported -> one-line ConfigError, before any weights are built
     base = name.split(".")[0]
-    if not timm.is_model(base):
-        raise ConfigError(f"unknown backbone {name!r}: timm has no model of that name")
     kwargs.setdefault("num_classes", 0)
     if weights is not None:
         path = Path(weights)
@@ -125,7 +124,7 @@ class LavishBackbone(nn.Module):
     """Frozen timm backbone + per-block adapter slots, shared by an audio and a visual stream.
 
     Args:
-        backbone: a timm ViT / Swin-V2 (its parameters are frozen here).
+        backbone: a timm model of a supported family (its parameters are frozen here); ConfigError otherwise.
         adapter: adapter configuration (default: LAVISH with the AVE preset).
         modalities: ``"av"`` both streams, ``"v"`` vision only (no audio stream runs), ``"a"`` audio only.
         checkpointing: what to recompute in the backward pass (less memory, more time): "none", "adapters",
@@ -148,7 +147,7 @@ class LavishBackbone(nn.Module):
         if modalities not in MODALITIES:
             raise ConfigError(f"modalities={modalities!r} is not valid: choose one of {', '.join(MODALITIES)}")
         self.backbone = backbone
-        self.family = FAMILIES[_family_of(backbone)](backbone)
+        self.family = family_of(backbone)
         self.adapter_config = adapter if adapter is not None else LavishConfig()
         self.modalities = modalities
         self.checkpointing = checkpointing
@@ -186,10 +185,11 @@ class LavishBackbone(nn.Module):
     def audio_image(self, spec: torch.Tensor) -> torch.Tensor:
         """Spectrogram (B', F, M) (time x mel) -> 3-channel image (B', 3, F', M').
 
-        Swin-V2: bilinear resize to the frame size (a no-op for the authors' 192x192 front-end); ViT: as is.
+        Families with ``resize_audio`` (Swin-V2, Swin, EVA): bilinear resize to the frame size (a no-op for the
+        authors' 192x192 front-end on Swin-V2); ViT: as is.
         """
         img = spec.unsqueeze(1)
-        if self.family.name == "swinv2" and tuple(img.shape[-2:]) != self.img_size:
+        if self.family.resize_audio and tuple(img.shape[-2:]) != self.img_size:
             img = F.interpolate(img, size=self.img_size, mode="bilinear", align_corners=False)
         return img.expand(-1, 3, -1, -1)
 
@@ -254,7 +254,7 @@ class LavishBackbone(nn.Module):
         x = torch.cat([a, v]) if joint else None
         stages = []
         for i, unit in enumerate(self.units):
-            if unit.downsample is not None:  # Swin-V2 only, where both streams share the grid
+            if unit.downsample is not None:  # Swin families only, where both streams share the grid
                 if joint:
                     x, grid = fam.downsample(unit, x, grid)
                 else:
@@ -275,11 +275,11 @@ class LavishBackbone(nn.Module):
             a = fam.final(a) if a is not None else None
             v = fam.final(v) if v is not None else None
         if stages:
-            stages[-1] = fam.spatial(v, grid) if fam.name == "swinv2" else fam.final(stages[-1])
+            stages[-1] = fam.spatial(v, grid)  # the last map after the final norm
         return BackboneOutput(a, v, stages)
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B', N, D) -> (B', D): mean of tokens (Swin-V2) or the class token (ViT), as the authors."""
+        """(B', N, D) -> (B', D): timm's pre-logits feature (Swin: mean of tokens, ViT: class token, as the authors)."""
         return self.family.pool(tokens)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -315,12 +315,3 @@ def _add_rows(x: torch.Tensor, deltas: Streams, n_audio: int) -> torch.Tensor:
         x[n_audio:] += deltas.visual
     return x
 
-
-def _family_of(model: nn.Module) -> str:
-    from timm.models.swin_transformer_v2 import SwinTransformerV2
-    from timm.models.vision_transformer import VisionTransformer
-
-    for cls, name in ((SwinTransformerV2, "swinv2"), (VisionTransformer, "vit")):
-        if isinstance(model, cls):
-            return name
-    raise ConfigError(f"backbone class {type(model).__name__} is not supported: use a timm ViT or Swin-V2")

@@ -4,19 +4,27 @@ The prepared cache stores frames at the backbone's resolution and spectrograms f
 (:data:`lavish.media.audio.AUDIO_FRONTENDS`); this module is where a backbone name turns into those settings,
 so ``lavish prepare`` and ``lavish train`` agree without either knowing model internals.
 
-Rules (spec section 2): Swin-V2 uses 192x192 frames and the task's 192-mel front-end (audio resized to the
-frame grid by the model); ViT uses 224x224 frames and, for AVE, the authors' ViT front-end (128 mel bins,
-10 ms shift, 102 frames). The tiny ``lavish_*_micro`` demo backbones use 64x64 frames and the ``micro``
-front-end (64 mel bins) so that the demo trains in minutes on a CPU.
+A name is resolved by what the model *is*: timm builds it on PyTorch's ``meta`` device (no weights allocated,
+nothing downloaded, ~0.1 s, cached per name) and its class picks the family (:mod:`lavish.models.families`).
+
+Rules (spec section 2, docs/backbones.md): the frame size is the model's own input size (``patch_embed.img_size``:
+192x192 for the paper's Swin-V2, 224x224 for its ViTs). Families that resize the audio image to the frame grid
+(Swin-V2, Swin, EVA) use the task's 192-mel front-end; ViT keeps the audio image at its own size and, for AVE, uses
+the authors' ViT front-end (128 mel bins, 10 ms shift, 102 frames). The tiny demo backbones of
+:mod:`lavish.models.micro` use the ``micro`` front-end (64 mel bins) so that the demo trains in minutes on a CPU.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import timm
+import torch
 
 from lavish.errors import ConfigError
+from lavish.models import micro
+from lavish.models.families import family_name
 
 
 @dataclass(frozen=True)
@@ -31,30 +39,57 @@ class InputSpec:
 
 TASKS = ("ave", "avs", "avqa")
 
+#: (family, task) -> audio front-end where it is not the task's own (the authors' ViT AVE front-end)
+FRONTEND_OF = {("vit", "ave"): "ave_vit"}
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What a timm model name is, read from the model built on the meta device."""
+
+    family: str
+    """key of :data:`lavish.models.families.FAMILIES`"""
+    timm_class: str
+    """timm class name (``VisionTransformer``, ``Eva``, ...)"""
+    img_size: tuple[int, int]
+    """input size the model is built for (its patch embedding's ``img_size``)"""
+    micro: bool
+    """one of the demo backbones of :mod:`lavish.models.micro`"""
+
+
+def describe(name: str) -> BackboneInfo:
+    """Family, class and input size of the timm model ``name`` (``arch`` or ``arch.tag``); ConfigError if unusable."""
+    return _describe(name.split(".")[0], name)
+
+
+@lru_cache(maxsize=None)
+def _describe(base: str, label: str) -> BackboneInfo:
+    if not timm.is_model(base):
+        raise ConfigError(f"unknown backbone {label!r}: timm has no model of that name")
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(base, pretrained=False, num_classes=0)
+    except Exception as err:  # noqa: BLE001  (a constructor may fail in many ways)
+        raise ConfigError(f"cannot build backbone {label} to inspect it: {str(err).splitlines()[0]}") from None
+    family = family_name(model, label)
+    return BackboneInfo(
+        family=family,
+        timm_class=type(model).__name__,
+        img_size=tuple(model.patch_embed.img_size),
+        micro=timm.models.model_entrypoint(base).__module__ == micro.__name__,
+    )
+
 
 def backbone_family(name: str) -> str:
-    """``"vit"`` or ``"swinv2"`` from a timm model name; anything else is refused."""
-    base = name.split(".")[0]
-    for family in ("swinv2", "vit"):
-        if base.startswith(family) or base.startswith(f"lavish_{family}"):
-            return family
-    raise ConfigError(f"backbone {name!r} is not supported: use a timm 'vit_*' or 'swinv2_*' model")
+    """The family (a key of :data:`~lavish.models.families.FAMILIES`) of timm model ``name``, by its class."""
+    return describe(name).family
 
 
 def input_spec(backbone: str, task: str = "ave") -> InputSpec:
     """Frame size and audio front-end for ``backbone`` (a timm name) on ``task``."""
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
-    family = backbone_family(backbone)
-    import lavish.models.micro  # noqa: F401  (registers the demo backbones with timm)
-
-    base = backbone.split(".")[0]
-    if not timm.is_model(base):
-        raise ConfigError(f"unknown backbone {backbone!r}: timm has no model of that name")
-    cfg = timm.get_pretrained_cfg(base)
-    size = tuple(cfg.input_size[1:]) if cfg is not None else (224, 224)
-    if base.startswith("lavish_"):
-        return InputSpec(frame_size=size, audio_frontend="micro")
-    if family == "vit" and task == "ave":
-        return InputSpec(frame_size=size, audio_frontend="ave_vit")
-    return InputSpec(frame_size=size, audio_frontend=task)
+    info = describe(backbone)
+    if info.micro:
+        return InputSpec(frame_size=info.img_size, audio_frontend="micro")
+    return InputSpec(frame_size=info.img_size, audio_frontend=FRONTEND_OF.get((info.family, task), task))

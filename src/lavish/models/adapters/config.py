@@ -223,7 +223,8 @@ class LoraConfig(AdapterConfig):
     rank: int = _help(8, "LoRA rank r")
     alpha: int = _help(16, "LoRA scaling alpha (update scaled by alpha / r)")
     dropout: float = _help(0.0, "dropout on the LoRA input")
-    targets: str = _help(r".*\.attn\.(qkv|proj)$", "regex of the backbone modules that get LoRA")
+    targets: str = _help(r".*\.attn\.(qkv|q_proj|k_proj|v_proj|proj)$",
+                         "regex of the backbone modules that get LoRA (fused qkv, or EVA's q/k/v, and the output)")
 
     def __post_init__(self) -> None:
         _check_positive("rank", self.rank)
