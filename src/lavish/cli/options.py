@@ -10,17 +10,20 @@ import yaml
 
 from lavish.errors import ConfigError
 
-from lavish.models.adapters import ADAPTERS, FUSIONS, MODALITIES, PRESETS, adapter_config
+from lavish.models.adapters import ADAPTERS, CMA_MODES, FUSIONS, MODALITIES, PRESETS, adapter_config
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, default_backbone: str = "swinv2_large_window12_192") -> None:
-    """--backbone, --adapter, --preset, --fusion, --modalities, --latents, --reduction, --groups, --formulation."""
+    """--backbone, --adapter, --preset, --fusion, --cma, --modalities, --latents, --reduction, --groups,
+    --formulation."""
     g = parser.add_argument_group("model")
     g.add_argument("--backbone", help=f"timm ViT / Swin-V2 name (default: {default_backbone})")
     g.add_argument("--adapter", choices=list(ADAPTERS), help="adapter kind (default: lavish)")
     g.add_argument("--preset", default=None, choices=list(PRESETS),
                    help="LAVISH settings of a paper task (default: the task's own preset)")
     g.add_argument("--fusion", choices=FUSIONS, help="cross-modal direction for lavish/avish (Table 4)")
+    g.add_argument("--cma", choices=CMA_MODES,
+                   help="cross-modal attention in front of adapter/compacter/lora (Table 6's CMA column: direct)")
     g.add_argument("--modalities", choices=MODALITIES, help="streams that run (Table 7; default: av)")
     g.add_argument("--latents", type=int, help="latent tokens m (lavish)")
     g.add_argument("--reduction", type=int, help="bottleneck downsample factor r")
@@ -77,8 +80,10 @@ def adapter_from_args(args: argparse.Namespace, task: str):
     if kind == "avish":
         base.pop("num_latents", None)
         base.pop("formulation", None)
+    if args.cma is not None and "cma" not in fields:
+        raise ConfigError(f"--cma applies to the adapters adapter, compacter and lora, not to {kind!r}")
     overrides = {
-        "fusion": args.fusion, "num_latents": args.latents, "reduction": args.reduction,
+        "cma": args.cma, "fusion": args.fusion, "num_latents": args.latents, "reduction": args.reduction,
         "groups": args.groups, "formulation": args.formulation,
     }
     for key, value in overrides.items():
