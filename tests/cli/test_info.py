@@ -181,7 +181,7 @@ def test_text_output_shows_the_json_numbers(info, capsys) -> None:
 @pytest.mark.parametrize(
     ("args", "bad"),
     [(["--backbone", "resnet50"], "resnet50"), (["--latents", "-2"], "-2"), (["--groups", "7"], "groups=7"),
-     (["--cma", "direct"], "--cma applies to"),
+     (["--cma", "direct"], "--cma does not apply to adapter 'lavish'"),
      (["--adapter", "lora", "--cma", "direct", "--modalities", "v"], "needs modalities 'av'")],
 )
 def test_bad_options_exit_2_with_one_line(capsys, args: list[str], bad: str) -> None:

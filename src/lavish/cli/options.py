@@ -81,7 +81,7 @@ def adapter_from_args(args: argparse.Namespace, task: str):
         base.pop("num_latents", None)
         base.pop("formulation", None)
     if args.cma is not None and "cma" not in fields:
-        raise ConfigError(f"--cma applies to the adapters adapter, compacter and lora, not to {kind!r}")
+        raise ConfigError(f"--cma does not apply to adapter {kind!r} (its settings: {', '.join(sorted(fields))})")
     overrides = {
         "cma": args.cma, "fusion": args.fusion, "num_latents": args.latents, "reduction": args.reduction,
         "groups": args.groups, "formulation": args.formulation,
