@@ -2,10 +2,13 @@
 
 References use einsum / softmax / grouped ``conv2d`` on the authors' (B', C, N, 1) layout, nothing from lavish,
 in float64 so that the comparison is tight. Every learnable tensor (gates, latents, BN and LN affine) is set to
-random non-zero values first, so that no term of the formula can hide behind a zero.
+random non-zero values first, so that no term of the formula can hide behind a zero. The Table 6 baselines
+(Compacter, LoRA) are checked against the PHM definition and the authors' layer shapes (docs/accounting.md).
 """
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -13,6 +16,7 @@ import torch.nn.functional as F
 
 from lavish.errors import ConfigError
 from lavish.models.adapters import adapter_config
+from lavish.models.adapters.baselines import FACTORISED, CompacterBottleneck, LowRankBottleneck
 from lavish.models.adapters.fusion import DirectFusion, LatentFusion
 from lavish.models.adapters.layers import Bottleneck, GroupedLinear
 from lavish.models.adapters.slots import PaperPairSlot, Streams, StreamAdapter
@@ -197,10 +201,18 @@ def test_lavish_fusion_reads_the_other_modality_only() -> None:
         ("lavish", {"latent_init": "normal"}, "normal"),
         ("lavish", {"formulation": "blog"}, "blog"),
         ("avish", {"num_latents": 2}, "num_latents=2"),
-        ("lora", {"rank": -1}, "rank=-1"),
-        ("lora", {"dropout": 1.5}, "1.5"),
+        ("lora_attn", {"rank": -1}, "rank=-1"),
+        ("lora_attn", {"dropout": 1.5}, "1.5"),
+        ("lora", {"reduction": 0}, "reduction=0"),
+        ("lora", {"rank": 8}, "rank"),  # the Table 6 LoRA's rank is C / reduction
         ("compacter", {"phm_dim": 0}, "phm_dim=0"),
+        ("compacter", {"factorised": "down"}, "down"),
         ("adapter", {"num_latents": 2}, "num_latents"),
+        ("adapter", {"cma": "sideways"}, "sideways"),
+        ("compacter", {"cma_latents": 4}, "cma_latents=4"),
+        ("lora", {"cma": "direct", "cma_latents": 2}, "cma_latents=2"),
+        ("lora", {"cma": "latent", "cma_latents": 0}, "cma_latents=0"),
+        ("lavish", {"cma": "direct"}, "cma"),
     ],
 )
 def test_bad_adapter_settings_are_refused_naming_the_value(kind: str, overrides: dict, bad: str) -> None:
@@ -214,3 +226,66 @@ def test_bad_adapter_settings_are_refused_naming_the_value(kind: str, overrides:
 def test_channels_not_divisible_by_groups_are_refused() -> None:
     with pytest.raises(ConfigError, match="groups=3"):
         adapter_config("lavish", groups=3).build_slots(32, "av")
+
+
+@pytest.mark.parametrize("kind", ["adapter", "compacter", "lora"])
+def test_cross_modal_attention_without_the_other_stream_is_refused(kind: str) -> None:
+    adapter_config(kind).build_slots(32, "v")  # plain: fine on one stream
+    with pytest.raises(ConfigError, match="cma='direct'.*modalities 'av', not 'v'"):
+        adapter_config(kind, cma="direct").build_slots(32, "v")
+
+
+# ----- Table 6 baselines ------------------------------------------------------------------------------------------
+
+def ref_phm(x: torch.Tensor, phm: torch.nn.Module) -> torch.Tensor:
+    """PHM layer from its definition: H = sum_i kron(A_i, W_i) (in x out), y = x H + b."""
+    blocks = torch.bmm(phm.s, phm.t) if phm.factorised else phm.w
+    h = sum(torch.kron(phm.rules[i], blocks[i]) for i in range(phm.n))
+    return x @ h + phm.bias
+
+
+def ref_gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+
+
+@pytest.mark.parametrize("factorised", FACTORISED)
+def test_compacter_matches_the_phm_definition(factorised: str) -> None:
+    bott = randomise(CompacterBottleneck(DIM, reduction=2, phm_dim=4, rank=2, factorised=factorised))
+    assert (bott.down.factorised, bott.up.factorised) == {"up": (False, True), "both": (True, True),
+                                                          "none": (False, False)}[factorised]
+    x = tokens(B, NX, DIM, seed=13)
+    ref = bott.gate.gate * ref_phm(ref_gelu_tanh(ref_phm(x, bott.down)), bott.up)
+    assert ref.abs().max() > 0.1
+    torch.testing.assert_close(bott(x), ref, rtol=1e-10, atol=1e-10)
+
+
+def test_table_6_lora_is_a_rank_c_over_r_linear_update() -> None:
+    """LN_before -> down -> BN -> up -> BN -> LN_post -> gate, no activation, ungrouped (docs/accounting.md)."""
+    bott = randomise(LowRankBottleneck(DIM, reduction=4).train())
+    x = tokens(B, NX, DIM, seed=14)
+    z = ref_bn_train(ref_conv(ref_ln(x, bott.ln_before), bott.down), bott.bn1)
+    ref = bott.gate.gate * ref_ln(ref_bn_train(ref_conv(z, bott.up), bott.bn2), bott.ln_post)
+    torch.testing.assert_close(bott(x), ref, rtol=1e-10, atol=1e-10)
+    assert bott.down.groups == bott.up.groups == 1
+    assert torch.linalg.matrix_rank(bott.down.weight[0] @ bott.up.weight[0]) == DIM // 4
+
+
+@pytest.mark.parametrize("dim", [192, 384, 768, 1536])  # the block widths of Swin-V2-L
+def test_table_6_adapters_have_the_authors_parameter_count(dim: int) -> None:
+    """One adapter of each kind against the layer shapes of the authors' code (plus our per-adapter gate)."""
+    n, h = 4, dim // 8
+    authors = {
+        # HyperComplexAdapter with compacter.json: down PHM with full blocks, up PHM with rank-1 factors, biases
+        "compacter": (n**3 + n * (dim // n) * (h // n) + h) + (n**3 + n * (h // n) + n * (dim // n) + dim),
+        # VisualAdapter's plain branch, one group: LN_before, C x C/8 and C/8 x C maps, bn1, bn2, LN_post
+        "lora": 2 * dim + dim * h + 2 * h + h * dim + 2 * dim + 2 * dim,
+        # the same branch with two groups (the AVE flags)
+        "adapter": 2 * dim + dim * h // 2 + 2 * h + h * dim // 2 + 2 * dim + 2 * dim,
+    }
+    for kind, count in authors.items():
+        with torch.device("meta"):
+            slot = adapter_config(kind).build_slots(dim, "av").p1.visual
+        assert sum(p.numel() for p in slot.parameters()) == count + 1, kind  # + the output gate
+        with torch.device("meta"):
+            with_cma = adapter_config(kind, cma="direct").build_slots(dim, "av").p1.visual
+        assert sum(p.numel() for p in with_cma.parameters()) == count + 2, kind  # + g_av

@@ -82,7 +82,8 @@ def test_vit_audio_of_another_size_uses_the_resampled_position_embedding() -> No
     assert (out.audio - ref_a).abs().max().item() == 0.0
 
 
-@pytest.mark.parametrize("kind", ["lavish", "avish", "adapter", "lora", "compacter", "bitfit", "norm", "none"])
+@pytest.mark.parametrize("kind", ["lavish", "avish", "adapter", "lora", "compacter", "lora_attn", "bitfit", "norm",
+                                  "none"])
 def test_every_adapter_kind_starts_as_the_backbone(kind: str) -> None:
     model = LavishBackbone(activate_post_norms(create_backbone(SWIN_MICRO)), adapter_config(kind)).eval()
     plain = activate_post_norms(create_backbone(SWIN_MICRO)).eval()  # same seeded weights, no adapters

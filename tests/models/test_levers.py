@@ -61,7 +61,7 @@ def assert_same(a, b, rtol: float, atol: float) -> None:
         torch.testing.assert_close(a[2][name], b[2][name], rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")
 
 
-@pytest.mark.parametrize("kind", ["lavish", "avish", "adapter", "lora"])
+@pytest.mark.parametrize("kind", ["lavish", "avish", "adapter", "lora", "lora_attn"])
 def test_joint_streams_equal_separate_streams(kind):
     """One (2B', N, C) tensor with in-place deltas == the two streams run apart, values and gradients."""
     audio, frames = inputs(SWIN)

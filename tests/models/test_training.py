@@ -18,7 +18,7 @@ from lavish.models.adapters import FUSIONS, adapter_config
 from lavish.models.ave import AveModel, AveModelConfig
 
 FAMILIES = {"vit": "lavish_vit_micro_patch8_64", "swinv2": "lavish_swinv2_micro_window4_64"}
-OTHER_KINDS = ("adapter", "lora", "compacter", "bitfit", "norm", "none")
+OTHER_KINDS = ("adapter", "lora", "compacter", "lora_attn", "bitfit", "norm", "none")
 
 CASES = (
     [pytest.param(kind, {"fusion": f}, "av", id=f"{kind}-{f}") for kind in ("lavish", "avish") for f in FUSIONS]
@@ -56,7 +56,7 @@ def test_only_trainable_parameters_learn(kind: str, overrides: dict, modalities:
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     before = {n: p.detach().clone() for n, p in trainable.items()}
     assert all(n.startswith("backbone.backbone.") for n in frozen)
-    if kind in ("lavish", "avish", "adapter", "compacter", "none"):
+    if kind in ("lavish", "avish", "adapter", "compacter", "lora", "none"):
         assert all(not n.startswith("backbone.backbone.") for n in trainable)
     if modalities == "v":
         assert not any(".audio." in n or "_audio." in n for n in trainable)

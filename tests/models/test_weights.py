@@ -44,7 +44,7 @@ def fresh(config: AveModelConfig) -> AveModel:
 
 @pytest.mark.parametrize(
     "adapter", [adapter_config("lavish"), adapter_config("lavish", formulation="paper"), adapter_config("lora"),
-                adapter_config("norm")], ids=["lavish", "paper", "lora", "norm"],
+                adapter_config("lora_attn"), adapter_config("norm")], ids=["lavish", "paper", "lora", "lora_attn", "norm"],
 )
 def test_saved_adapter_reloads_to_identical_outputs(tmp_path, adapter) -> None:
     config = AveModelConfig(backbone=SWIN_MICRO, adapter=adapter)

@@ -17,28 +17,30 @@ from typing import Any
 import yaml
 
 from lavish.errors import ConfigError
-from lavish.models.adapters import ADAPTERS, FUSIONS, MODALITIES, PRESETS, AdapterConfig, adapter_config
+from lavish.models.adapters import ADAPTERS, CMA_MODES, FUSIONS, MODALITIES, PRESETS, AdapterConfig, adapter_config
 
 DEFAULT_BACKBONE = "swinv2_large_window12_192"
 
 #: adapter options -> the adapter config field each sets
-ADAPTER_FLAGS = {"fusion": "--fusion", "latents": "--latents", "reduction": "--reduction", "groups": "--groups",
-                 "formulation": "--formulation"}
-ADAPTER_FIELDS = {"fusion": "fusion", "latents": "num_latents", "reduction": "reduction", "groups": "groups",
-                  "formulation": "formulation"}
+ADAPTER_FLAGS = {"fusion": "--fusion", "cma": "--cma", "latents": "--latents", "reduction": "--reduction",
+                 "groups": "--groups", "formulation": "--formulation"}
+ADAPTER_FIELDS = {"fusion": "fusion", "cma": "cma", "latents": "num_latents", "reduction": "reduction",
+                  "groups": "groups", "formulation": "formulation"}
 #: options of ``lavish train`` that are settings of every task's TrainConfig
 TRAIN_FIELDS = ("epochs", "batch_size", "lr", "patience", "seed", "precision", "devices", "num_workers")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """--backbone, --adapter, --preset, --fusion, --modalities, --latents, --reduction, --groups, --formulation,
-    --adapter-set."""
+    """--backbone, --adapter, --preset, --fusion, --cma, --modalities, --latents, --reduction, --groups,
+    --formulation, --adapter-set."""
     g = parser.add_argument_group("model")
     g.add_argument("--backbone", help=f"timm ViT / Swin backbone (default: {DEFAULT_BACKBONE})")
     g.add_argument("--adapter", choices=list(ADAPTERS), help="adapter kind (default: lavish)")
     g.add_argument("--preset", choices=list(PRESETS),
                    help="LAVISH settings of a paper task (default: the task's own preset)")
-    g.add_argument("--fusion", choices=FUSIONS, help="cross-modal direction (Table 4)")
+    g.add_argument("--fusion", choices=FUSIONS, help="cross-modal direction for lavish/avish (Table 4)")
+    g.add_argument("--cma", choices=CMA_MODES,
+                   help="cross-modal attention in front of adapter/compacter/lora (Table 6's CMA column: direct)")
     g.add_argument("--modalities", choices=MODALITIES, help="streams that run (Table 7; default: av)")
     g.add_argument("--latents", type=int, help="latent tokens m (lavish)")
     g.add_argument("--reduction", type=int, help="bottleneck downsample factor r")

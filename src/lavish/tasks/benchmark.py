@@ -56,7 +56,7 @@ from torch.utils.checkpoint import checkpoint
 from torch.utils.flop_counter import FlopCounterMode
 
 from lavish.media.audio import get_frontend
-from lavish.models.adapters import PRESETS, AvishConfig, BottleneckAdapterConfig, LoraConfig, NoAdapterConfig
+from lavish.models.adapters import PRESETS, AvishConfig, BottleneckAdapterConfig, LoraAttentionConfig, NoAdapterConfig
 from lavish.models.ave import AveModel, AveModelConfig
 from lavish.models.input_spec import input_spec
 from lavish.tasks.allocator import keep_freed_memory, trim_if_above
@@ -81,7 +81,7 @@ VARIANTS = {
     "lavish2": lambda: dataclasses.replace(PRESETS["ave"], num_latents=2),
     "lavish16": lambda: dataclasses.replace(PRESETS["ave"], num_latents=16),
     "avish": lambda: AvishConfig(**{k: v for k, v in _bottleneck_fields(AvishConfig).items() if k != "formulation"}),
-    "lora": lambda: LoraConfig(),
+    "lora": lambda: LoraAttentionConfig(),
     "adapter": lambda: BottleneckAdapterConfig(**_bottleneck_fields(BottleneckAdapterConfig)),
 }
 

@@ -2,6 +2,7 @@
 
 from lavish.models.adapters.config import (
     ADAPTERS,
+    CMA_MODES,
     FUSIONS,
     MODALITIES,
     PRESETS,
@@ -11,6 +12,7 @@ from lavish.models.adapters.config import (
     BottleneckAdapterConfig,
     CompacterConfig,
     LavishConfig,
+    LoraAttentionConfig,
     LoraConfig,
     NoAdapterConfig,
     NormConfig,
@@ -20,7 +22,7 @@ from lavish.models.adapters.config import (
 from lavish.models.adapters.slots import Streams
 
 __all__ = [
-    "ADAPTERS", "FUSIONS", "MODALITIES", "PRESETS", "AdapterConfig", "AvishConfig", "BitfitConfig",
-    "BottleneckAdapterConfig", "CompacterConfig", "LavishConfig", "LoraConfig", "NoAdapterConfig", "NormConfig",
-    "Streams", "adapter_config", "config_from_dict",
+    "ADAPTERS", "CMA_MODES", "FUSIONS", "MODALITIES", "PRESETS", "AdapterConfig", "AvishConfig", "BitfitConfig",
+    "BottleneckAdapterConfig", "CompacterConfig", "LavishConfig", "LoraAttentionConfig", "LoraConfig",
+    "NoAdapterConfig", "NormConfig", "Streams", "adapter_config", "config_from_dict",
 ]

@@ -6,7 +6,9 @@ A config builds the per-block slots (:mod:`lavish.models.adapters.slots`) and, f
 the frozen backbone (LoRA, BitFit, LayerNorm tuning), prepares the backbone.
 
 Kinds (``ADAPTERS``): ``lavish`` (default), ``avish`` (no latent tokens, Table 4/5), ``adapter`` (bottleneck per
-modality, Table 6), ``lora`` (Table 6, through ``peft``), ``compacter`` (Table 6), ``bitfit``, ``norm``, ``none``.
+modality, Table 6), ``lora`` (Table 6: the authors' rank-C/8 linear adapter per modality), ``compacter`` (Table 6),
+``lora_attn`` (LoRA inside the attention projections, through ``peft``), ``bitfit``, ``norm``, ``none``.
+The three Table 6 baselines take ``cma`` (the table's CMA column: cross-modal attention in front of the adapter).
 Presets (``PRESETS``): ``ave``, ``avs``, ``avqa`` (the authors' run), ``avqa_paper`` (the paper's text).
 """
 
@@ -19,12 +21,14 @@ from typing import Any, ClassVar
 from torch import nn
 
 from lavish.errors import ConfigError
+from lavish.models.adapters.baselines import FACTORISED, CompacterBottleneck, LowRankBottleneck
 from lavish.models.adapters.fusion import DirectFusion, LatentFusion, NoFusion
-from lavish.models.adapters.layers import Bottleneck, Gate, PHMLinear
+from lavish.models.adapters.layers import Bottleneck
 from lavish.models.adapters.slots import BlockSlots, IdentitySlot, PairSlot, PaperPairSlot, StreamAdapter
 
 FUSIONS = ("bi", "a2v", "v2a", "none")
 MODALITIES = ("av", "v", "a")
+CMA_MODES = ("none", "direct", "latent")
 
 
 def _help(default: Any, text: str) -> Any:
@@ -155,71 +159,116 @@ class AvishConfig(LavishConfig):
 
 
 @dataclass
-class BottleneckAdapterConfig(BottleneckFields, AdapterConfig):
-    """Bottleneck adapter per modality, no cross-modal exchange (Table 6 'Adapter'; Houlsby-style placement)."""
+class CmaFields:
+    """Cross-modal attention in front of a Table 6 baseline adapter (the table's CMA column).
+
+    Each stream's adapter reads X' = fusion(X, O) instead of X (spec 1.1 steps A-B); the gate g_av starts at 0, so a
+    CMA variant starts as its plain adapter. Needs both streams.
+    """
+
+    cma: str = _help("none", "cross-modal attention before the adapter (Table 6 'CMA'): 'none'; 'direct': "
+                             "X + g softmax(X O^T) O over the other stream's tokens (AVISH's attention, the Table 6 "
+                             "rows); 'latent': LAVISH's latent-token attention (cma_latents tokens)")
+    cma_latents: int | None = _help(None, "latent tokens per adapter with cma='latent' (default 2, the AVE setting)")
+
+    def _validate_cma(self) -> None:
+        _check_choice("cma", self.cma, CMA_MODES)
+        if self.cma != "latent" and self.cma_latents is not None:
+            raise ConfigError(f"cma_latents={self.cma_latents!r} applies only to cma='latent', not cma={self.cma!r}")
+        if self.cma == "latent":
+            self.cma_latents = 2 if self.cma_latents is None else self.cma_latents
+            _check_positive("cma_latents", self.cma_latents)
+
+    def cma_module(self, dim: int, modalities: str) -> nn.Module:
+        if self.cma == "none":
+            return NoFusion()
+        if modalities != "av":
+            raise ConfigError(f"cma={self.cma!r} attends to the other stream: it needs modalities 'av', not "
+                              f"{modalities!r}")
+        return DirectFusion(dim) if self.cma == "direct" else LatentFusion(dim, self.cma_latents, "uniform")
+
+    def adapter_pair(self, dim: int, modalities: str) -> PairSlot:
+        """One position: (cma, adapter) per running stream; ``self.bottleneck(dim, audio)`` builds the adapter."""
+        def make(audio: bool) -> StreamAdapter:
+            return StreamAdapter(self.cma_module(dim, modalities), self.bottleneck(dim, audio))
+
+        return PairSlot(make(True) if "a" in modalities else None, make(False) if "v" in modalities else None)
+
+    def build_slots(self, dim: int, modalities: str) -> BlockSlots:
+        return BlockSlots(self.adapter_pair(dim, modalities), self.adapter_pair(dim, modalities))
+
+
+@dataclass
+class BottleneckAdapterConfig(CmaFields, BottleneckFields, AdapterConfig):
+    """Bottleneck adapter per modality (Table 6 'Adapter'; Houlsby-style placement), optionally behind CMA.
+
+    With ``cma="latent"`` it is LAVISH's code formulation with bi-directional fusion (kind ``lavish``).
+    """
 
     kind: ClassVar[str] = "adapter"
 
     def __post_init__(self) -> None:
         self._validate_bottleneck()
-
-    def pair(self, dim: int, modalities: str) -> PairSlot:
-        audio = StreamAdapter(NoFusion(), self.bottleneck(dim, True)) if "a" in modalities else None
-        visual = StreamAdapter(NoFusion(), self.bottleneck(dim, False)) if "v" in modalities else None
-        return PairSlot(audio, visual)
-
-    def build_slots(self, dim: int, modalities: str) -> BlockSlots:
-        return BlockSlots(self.pair(dim, modalities), self.pair(dim, modalities))
-
-
-class CompacterBottleneck(nn.Module):
-    """Compacter adapter: gate * PHM_up(ReLU(PHM_down(LN(x)))). x: (B', N, C) -> (B', N, C), zero at init."""
-
-    def __init__(self, dim: int, reduction: int, phm_dim: int, rank: int) -> None:
-        super().__init__()
-        hidden = max(phm_dim, (dim // reduction) // phm_dim * phm_dim)
-        self.ln_before = nn.LayerNorm(dim)
-        self.down = PHMLinear(dim, hidden, phm_dim, rank)
-        self.act = nn.ReLU()
-        self.up = PHMLinear(hidden, dim, phm_dim, rank)
-        self.gate = Gate()
-
-    def forward(self, x):
-        return self.gate(self.up(self.act(self.down(self.ln_before(x)))))
+        self._validate_cma()
 
 
 @dataclass
-class CompacterConfig(AdapterConfig):
-    """Compacter (Table 6): bottleneck adapters per modality whose maps are PHM (Kronecker) layers."""
+class CompacterConfig(CmaFields, AdapterConfig):
+    """Compacter (Table 6): adapters per modality whose maps are PHM (Kronecker) layers, the authors' settings."""
 
     kind: ClassVar[str] = "compacter"
     reduction: int = _help(8, "bottleneck downsample factor")
     phm_dim: int = _help(4, "number n of Kronecker summands (PHM dimension)")
-    rank: int = _help(1, "rank of the slow weights")
+    rank: int = _help(1, "rank of the factorised slow weights")
+    factorised: str = _help("up", "PHM maps with rank-`rank` slow weights: 'up' (the authors' run: full down map), "
+                                  "'both' (the Compacter paper), 'none'")
 
     def __post_init__(self) -> None:
         for name in ("reduction", "phm_dim", "rank"):
             _check_positive(name, getattr(self, name))
+        _check_choice("factorised", self.factorised, FACTORISED)
+        self._validate_cma()
 
-    def pair(self, dim: int, modalities: str) -> PairSlot:
-        def make():
-            return StreamAdapter(NoFusion(), CompacterBottleneck(dim, self.reduction, self.phm_dim, self.rank))
-
-        return PairSlot(make() if "a" in modalities else None, make() if "v" in modalities else None)
-
-    def build_slots(self, dim: int, modalities: str) -> BlockSlots:
-        return BlockSlots(self.pair(dim, modalities), self.pair(dim, modalities))
+    def bottleneck(self, dim: int, audio: bool) -> nn.Module:
+        return CompacterBottleneck(dim, reduction=self.reduction, phm_dim=self.phm_dim, rank=self.rank,
+                                   factorised=self.factorised)
 
 
 @dataclass
-class LoraConfig(AdapterConfig):
-    """LoRA on the attention projections of the frozen blocks (Table 6), injected with the ``peft`` library.
+class LoraConfig(CmaFields, AdapterConfig):
+    """LoRA as the authors ran it for Table 6: a rank-C/r linear adapter per modality at the adapter positions.
 
-    peft's ``inject_adapter_in_model`` wraps timm's ``nn.Linear`` layers cleanly; the LoRA weights are shared by the
-    audio and visual streams (they run through the same blocks), B = 0 at init so the model starts as the backbone.
+    Their plain bottleneck branch with one group (:class:`~lavish.models.adapters.baselines.LowRankBottleneck`): the
+    low-rank update of the block's output, one per stream (the streams share the frozen blocks, so an update inside
+    the blocks would be shared; ``lora_attn`` is that variant).
     """
 
     kind: ClassVar[str] = "lora"
+    reduction: int = _help(8, "rank of the update = C / reduction (C the block width: ranks 24-192 on Swin-V2-L)")
+    use_bn: bool = _help(True, "BatchNorm after each map (AVE: on)")
+    ln_before: bool = _help(True, "LayerNorm on the adapter input")
+    ln_post: bool = _help(True, "LayerNorm on the adapter output")
+    audio_gate: bool = _help(True, "zero-initialised output gate on audio adapters (visual ones always gated)")
+
+    def __post_init__(self) -> None:
+        _check_positive("reduction", self.reduction)
+        self._validate_cma()
+
+    def bottleneck(self, dim: int, audio: bool) -> nn.Module:
+        return LowRankBottleneck(dim, reduction=self.reduction, use_bn=self.use_bn, ln_before=self.ln_before,
+                                 ln_post=self.ln_post, gate=self.audio_gate or not audio)
+
+
+@dataclass
+class LoraAttentionConfig(AdapterConfig):
+    """LoRA on the attention projections of the frozen blocks, injected with the ``peft`` library.
+
+    peft's ``inject_adapter_in_model`` wraps timm's ``nn.Linear`` layers cleanly; the LoRA weights are shared by the
+    audio and visual streams (they run through the same blocks), B = 0 at init so the model starts as the backbone.
+    Not the paper's Table 6 LoRA (kind ``lora``, docs/accounting.md).
+    """
+
+    kind: ClassVar[str] = "lora_attn"
     rank: int = _help(8, "LoRA rank r")
     alpha: int = _help(16, "LoRA scaling alpha (update scaled by alpha / r)")
     dropout: float = _help(0.0, "dropout on the LoRA input")
@@ -278,8 +327,8 @@ class NoAdapterConfig(AdapterConfig):
 
 ADAPTERS: dict[str, type[AdapterConfig]] = {
     cls.kind: cls
-    for cls in (LavishConfig, AvishConfig, BottleneckAdapterConfig, LoraConfig, CompacterConfig, BitfitConfig,
-                NormConfig, NoAdapterConfig)
+    for cls in (LavishConfig, AvishConfig, BottleneckAdapterConfig, LoraConfig, CompacterConfig, LoraAttentionConfig,
+                BitfitConfig, NormConfig, NoAdapterConfig)
 }
 
 PRESETS: dict[str, AdapterConfig] = {

@@ -131,23 +131,31 @@ class PHMLinear(nn.Module):
 
     W = sum_i A_i kron (s_i t_i^T): ``n`` small (n x n) rule matrices ``A`` and rank-``rank`` factors, so the layer
     has ``n^3 + n * rank * (in + out) / n`` parameters instead of ``in * out``. x: (..., in) -> (..., out).
+    ``factorised=False`` keeps full blocks W_i (``w``: (n, in/n, out/n), ``in * out / n`` parameters) instead of
+    s_i t_i^T: the plain PHM layer, which the authors' Table 6 Compacter used for its down map.
     """
 
-    def __init__(self, in_features: int, out_features: int, n: int = 4, rank: int = 1) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, n: int = 4, rank: int = 1, factorised: bool = True
+    ) -> None:
         super().__init__()
         if in_features % n or out_features % n:
             raise ConfigError(f"PHM needs channels divisible by n={n}, got {in_features}->{out_features}")
-        self.n, self.in_features, self.out_features = n, in_features, out_features
+        self.n, self.in_features, self.out_features, self.factorised = n, in_features, out_features, factorised
         self.rules = nn.Parameter(torch.randn(n, n, n) * (1.0 / n))
-        self.s = nn.Parameter(torch.empty(n, in_features // n, rank))
-        self.t = nn.Parameter(torch.empty(n, rank, out_features // n))
-        nn.init.xavier_uniform_(self.s)
-        nn.init.xavier_uniform_(self.t)
+        if factorised:
+            self.s = nn.Parameter(torch.empty(n, in_features // n, rank))
+            self.t = nn.Parameter(torch.empty(n, rank, out_features // n))
+            nn.init.xavier_uniform_(self.s)
+            nn.init.xavier_uniform_(self.t)
+        else:
+            self.w = nn.Parameter(torch.empty(n, in_features // n, out_features // n))
+            nn.init.xavier_uniform_(self.w)
         self.bias = nn.Parameter(torch.zeros(out_features))
 
     def weight(self) -> torch.Tensor:
         """The full (in, out) matrix."""
-        blocks = torch.bmm(self.s, self.t)  # (n, in/n, out/n)
+        blocks = torch.bmm(self.s, self.t) if self.factorised else self.w  # (n, in/n, out/n)
         return torch.einsum("kab,kio->aibo", self.rules, blocks).reshape(self.in_features, self.out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
