@@ -54,9 +54,13 @@ def stated_count(path: Path) -> float | None:
     return float(paper.group(1)) if paper else None
 
 
-def test_row_files_are_found_and_each_folder_is_a_task():
+def test_row_files_are_found_and_each_names_its_row():
     assert {task_of(p) for p in ROWS} <= set(TASKS)
     assert len([p for p in ROWS if task_of(p) == "avs"]) >= 2 and len([p for p in ROWS if task_of(p) == "avqa"]) >= 2
+    for path in ROWS:
+        assert path.read_text().startswith("# "), f"{path}: the first line is a comment naming the row"
+    counts = {f"{task_of(p)}/{p.stem}": stated_count(p) for p in ROWS}
+    assert (counts["ave/table1_swinv2_l"], counts["avs/table2_s4"], counts["avqa/table3_avqa"]) == (10.1, 37.2, 21.09)
 
 
 def test_stated_count_reads_the_styles_of_the_first_line(tmp_path):
