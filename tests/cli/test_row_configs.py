@@ -40,6 +40,18 @@ OUR_COUNT = re.compile(r"\bours (\d+(?:\.\d+)?)M\b")
 EXTRA_DIM = 128  # the release's VGGish features: (rows, 10, 128)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Micro models run tiny ops, where a second intra-op thread costs more than it gives: on the shared 2-core dev
+    machine this module took about 7 min with torch's 2 threads and 1.3 min with one. Restored after it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def task_of(path: Path) -> str:
     return path.parent.name
 
