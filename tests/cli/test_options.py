@@ -74,7 +74,7 @@ def test_an_option_the_yaml_makes_inapplicable_is_refused_too(capsys, tmp_path):
     config.write_text("adapter: lora\n")
     refused(capsys, ["train", "ave", "--config", str(config), "--latents", "4", "--data", str(tmp_path / "c"),
                      "--out", str(tmp_path / "run")], "--latents", "'lora'")
-    # a row's own settings stay valid with the overrides a user gives: --fusion on a vision-only row is refused
+    # info reads the row file the same way: --fusion on top of the vision-only row is refused
     refused(capsys, ["info", "--task", "ave", "--config", str(CONFIGS / "ave" / "table7_vision_only.yaml"),
                      "--fusion", "a2v"], "--fusion", "--modalities v")
 
