@@ -218,6 +218,23 @@ def adapter_from_args(args: argparse.Namespace, task: str) -> AdapterConfig:
     return adapter_config(kind, **{**base, **explicit})
 
 
+def check_cross_modal_options(args: argparse.Namespace, adapter: AdapterConfig) -> None:
+    """Refuse --fusion, --latents, --formulation where nothing crosses between the streams: ``--fusion`` with one
+    stream (``--modalities v`` or ``a``), ``--latents`` / ``--formulation`` when no stream receives from the other
+    (one stream, or ``--fusion none``): the model is the same whatever they say."""
+    receives = getattr(adapter, "receives", None)
+    if receives is None:  # kinds without cross-modal settings: adapter_from_args refused them already
+        return
+    modalities = args.modalities
+    if args.fusion is not None and modalities != "av":
+        raise ConfigError(f"--fusion does not apply with --modalities {modalities}: one stream runs, nothing crosses")
+    if not any(receives(modalities)):
+        why = f"--modalities {modalities}" if modalities != "av" else "--fusion none"
+        for option in ("latents", "formulation"):
+            if getattr(args, option, None) is not None:
+                raise ConfigError(f"--{option} does not apply with {why}: no stream receives from the other")
+
+
 def task_option_values(task, args: argparse.Namespace, command: str = "train") -> dict:
     """dest -> value of the task's own options given for ``command`` (after the config file)."""
     return {o.dest: getattr(args, o.dest) for o in task.options
@@ -230,6 +247,7 @@ def model_config_from_args(task, args: argparse.Namespace, task_values: dict | N
 
     adapter = adapter_from_args(args, task.name)  # also fills the model defaults
     check_modalities(task, args.modalities)
+    check_cross_modal_options(args, adapter)
     checkpointing = getattr(args, "checkpointing", None)
     if checkpointing == "adapters" and not adapter.has_slots:
         raise ConfigError(f"--checkpointing adapters does not apply to adapter {adapter.kind!r}, which adds no adapter "

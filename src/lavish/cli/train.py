@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     train_config = train_config_from_args(task, args, values)
     train_fields = set(train_config.__dataclass_fields__)
     model_config = model_config_from_args(task, args, {k: v for k, v in values.items() if k not in train_fields})
+    if args.pretrained is False and args.backbone_weights:
+        raise ConfigError("--no-pretrained does not go with --backbone-weights, which loads pretrained weights: "
+                          "give one of them")
     pretrained = (True if args.pretrained is None else args.pretrained) or bool(args.backbone_weights)
     result = train(task, args.data, args.out, model_config, train_config, pretrained=pretrained,
                    backbone_weights=args.backbone_weights, resume=bool(args.resume),

@@ -80,6 +80,9 @@ class AvqaTrainConfig(TrainConfig):
             raise ConfigError(f"gamma={self.gamma!r} is not valid: it must be in (0, 1]")
         if self.lr_rule not in LR_RULES:
             raise ConfigError(f"lr-rule={self.lr_rule!r} is not valid: choose one of {', '.join(LR_RULES)}")
+        if self.lr_rule == "constant" and self.base_batch_size != 1:
+            raise ConfigError(f"base-batch-size={self.base_batch_size} does not apply with lr-rule constant, which "
+                              "uses --lr as given at any batch size")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ConfigError(f"warmup-steps={self.warmup_steps!r} is not valid: it must be an integer >= 0")
 
