@@ -41,13 +41,13 @@ def refused(capsys, argv: list[str], *names: str) -> str:
 # ------------------------------------------------------------------------------------- options that do not apply
 NOT_USED = [
     ("ave", "--adapter lora --latents 64", "--latents"),
-    ("ave", "--adapter lora --reduction 2", "--reduction"),
+    ("ave", "--adapter lora_attn --reduction 2", "--reduction"),
     ("ave", "--adapter compacter --groups 4", "--groups"),
     ("ave", "--adapter bitfit --fusion a2v", "--fusion"),
     ("ave", "--adapter adapter --formulation paper", "--formulation"),
     ("ave", "--adapter none --latents 2", "--latents"),
     ("ave", "--preset avs --adapter bitfit", "--preset avs"),
-    ("ave", "--checkpointing adapters --adapter lora", "--checkpointing adapters"),
+    ("ave", "--checkpointing adapters --adapter lora_attn", "--checkpointing adapters"),
     ("ave", "--adapter-set rank=4", "rank"),  # a LoRA setting given to LAVISH
     ("ave", "--fusion none --latents 4", "--latents"),  # no stream receives latent tokens
     ("ave", "--fusion none --formulation paper", "--formulation"),
