@@ -177,7 +177,8 @@ def tpavi_ref(module: TPAVI, x, audio, variant: str = ""):
     conv_z, bn = module.W_z
     wz = conv1x1(conv_z, y)
     weight, bias = w(bn)
-    wz = (wz - bn.running_mean[:, None]) / torch.sqrt(bn.running_var[:, None] + BN_EPS) * weight[:, None] + bias[:, None]
+    mean, var = bn.running_mean[:, None], bn.running_var[:, None]
+    wz = (wz - mean) / torch.sqrt(var + BN_EPS) * weight[:, None] + bias[:, None]
     z = xs + wz
     return layer_norm(z.transpose(1, 2), module.norm_layer).transpose(1, 2).reshape(b, c, t, h, wd)
 
