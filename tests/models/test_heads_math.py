@@ -296,7 +296,8 @@ def test_avs_decoder_from_stage_maps_to_logits():
     with torch.no_grad():
         got = model(audio, frames)
         out = model.backbone(audio.flatten(0, 1), frames.flatten(0, 1), return_stages=True)
-    stages, pooled = out.visual_stages, out.audio[:, 0]  # ViT: the audio class token (the authors' ViT path)
+    # the reference starts from what the backbone hands over: its stage maps and its pooled audio feature
+    stages, pooled = out.visual_stages, model.backbone.pool(out.audio)
     assert got.shape == (b, t, 32, 32)
     torch.testing.assert_close(got, avs_ref(model, stages, pooled, b, t), **TOL)
     assert_detects(got, lambda v: avs_ref(model, stages, pooled, b, t, v), ["bilinear maps", "no 1/N"])
