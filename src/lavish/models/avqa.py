@@ -90,10 +90,11 @@ class QuestionEncoder(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         x = self.tanh(self.word2vec(ids)).transpose(0, 1)  # (L, B, E)
         self.lstm.flatten_parameters()
-        # float32 LSTM: under CPU bf16 autocast oneDNN has no LSTM primitive ("could not create a primitive
-        # descriptor"); the question encoder is 2.7M parameters on 14 tokens, so this costs nothing measurable
+        # LSTM in its weights' dtype (float32 unless the model was cast) outside autocast: under CPU bf16 autocast
+        # oneDNN has no LSTM primitive ("could not create a primitive descriptor"); the question encoder is 2.7M
+        # parameters on 14 tokens, so this costs nothing measurable
         with torch.autocast(device_type="cuda" if ids.is_cuda else "cpu", enabled=False):  # "meta" has no autocast
-            _, (h, c) = self.lstm(x.float())
+            _, (h, c) = self.lstm(x.to(self.lstm.weight_ih_l0.dtype))
         feat = torch.cat([h, c], dim=2).transpose(0, 1).reshape(ids.shape[0], -1)  # (B, 2H)
         return self.fc(self.tanh(feat))
 
