@@ -132,6 +132,7 @@ def run_demo(args: argparse.Namespace) -> int:
     question type against the answer-prior baseline, ask one question."""
     from lavish.data.prepare import prepare_avqa
     from lavish.data.synthetic_avqa import make_synthetic_avqa
+    from lavish.fileio import write_json
     from lavish.media.audio import get_frontend
     from lavish.models.adapters import PRESETS
     from lavish.models.avqa import AvqaModelConfig
@@ -161,7 +162,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"[4/4] test accuracy per question type ({result['questions']} questions) vs the answer prior "
           "(most frequent training answer per type)")
     print("\n".join("      " + line for line in format_table(result, result["prior"])))
-    (out / "avqa-results.json").write_text(json.dumps(result, indent=1))
+    write_json(out / "avqa-results.json", result)
     model, meta, vocab = load_avqa_model(run_dir / "best.safetensors")
     video = sorted((data / "videos").glob("*.mp4"))[0]
     question = "How many instruments are sounding in the video?"

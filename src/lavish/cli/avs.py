@@ -161,6 +161,7 @@ def run_demo(args: argparse.Namespace) -> int:
     test mIoU / F-score next to the all-background and all-object baselines -> predict one clip."""
     from lavish.data.prepare import prepare_avs
     from lavish.data.synthetic_avs import make_synthetic_avs
+    from lavish.fileio import write_json
     from lavish.media.audio import get_frontend
     from lavish.media.writer import write_video
     from lavish.models.avs import AvsModelConfig
@@ -196,7 +197,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"      {'model':<24} {'mIoU':>7} {'F-score':>8}")
     for name, r in rows.items():
         print(f"      {name:<24} {r['miou']:>7.3f} {r['fscore']:>8.3f}")
-    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    write_json(out / "results.json", rows)
     from lavish.data.avs import read_avs
     from lavish.media.decode import read_audio
 

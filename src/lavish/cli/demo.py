@@ -59,6 +59,7 @@ def dispatch(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from lavish.data.prepare import prepare_ave
     from lavish.data.synthetic_ave import make_synthetic_ave
+    from lavish.fileio import write_json
     from lavish.media.audio import get_frontend
     from lavish.models.adapters import PRESETS
     from lavish.models.ave import AveModelConfig
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     for name, test_acc, val_acc in rows:
         print(f"      {name:<24} {val_acc:>8.3f} {test_acc:>9.3f}")
     table = {name: {"test_accuracy": t, "val_accuracy": v} for name, t, v in rows}
-    (out / "results.json").write_text(json.dumps(table, indent=1))
+    write_json(out / "results.json", table)
     plot = plot_bars([r[0].split(" (")[0] for r in rows], [r[1] for r in rows],
                      "Synthetic AVE: test accuracy", out / "demo.png")
     model, meta = load_ave_model(out / "runs" / "av" / "best.safetensors")

@@ -173,7 +173,7 @@ class AveTask(TrainableCheckpoints, L.LightningModule):
         loss = ave_loss(logits, batch["labels"])
         metric(logits.argmax(-1).flatten(), batch["labels"].flatten())
         bs = batch["labels"].shape[0]
-        self.log(f"{stage}/loss", loss, batch_size=bs, sync_dist=True)
+        self.log_mean(f"{stage}/loss", loss, batch_size=bs)
         self.log(f"{stage}/acc", metric, prog_bar=True, batch_size=bs)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -458,11 +458,9 @@ def plot_attention(frames: np.ndarray, spatial: np.ndarray, result: dict, path: 
         ax.axis("off")
     best = result["answers"][0]
     fig.suptitle(f"{result['question']}  ->  {best['answer']} ({best['probability']:.2f})", fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    import os
+    from lavish.fileio import atomic_path
 
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+    plt.close(fig)
     return path

@@ -124,8 +124,7 @@ class AvsTask(TrainableCheckpoints, L.LightningModule):
     def _eval_step(self, batch: dict, miou, fscore, stage: str) -> None:
         logits = self(batch)
         bs = logits.shape[0]
-        self.log(f"{stage}/loss", avs_loss(logits, batch["masks"], batch["annotated"]), batch_size=bs,
-                 sync_dist=True)
+        self.log_mean(f"{stage}/loss", avs_loss(logits, batch["masks"], batch["annotated"]), batch_size=bs)
         miou.update(logits, batch["masks"], batch["annotated"])
         fscore.update(logits, batch["masks"], batch["annotated"])
         self.log(f"{stage}/miou", miou, prog_bar=True, batch_size=bs)
@@ -243,7 +242,7 @@ def predict_avs_video(model: AvsModel, meta: dict, path: str | Path, out: str | 
     """
     from PIL import Image
 
-    from lavish.data.cache import atomic_write_bytes
+    from lavish.fileio import write_bytes
     from lavish.media.decode import decode_clip
 
     path, out = Path(path), Path(out)
@@ -258,13 +257,13 @@ def predict_avs_video(model: AvsModel, meta: dict, path: str | Path, out: str | 
     written, tiles = [], []
     for k, (mask, frame) in enumerate(zip(masks, clip.frames)):
         target = out / f"{path.stem}_{k + 1}.png"
-        atomic_write_bytes(target, _png((mask * 255).astype(np.uint8)))
+        write_bytes(target, _png((mask * 255).astype(np.uint8)))
         written.append(str(target))
         tile = np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR), dtype=np.float32)
         tile[mask] = 0.45 * tile[mask] + 0.55 * np.array([255.0, 0.0, 0.0])
         tiles.append(tile.astype(np.uint8))
     sheet = out / f"{path.stem}_sheet.png"
-    atomic_write_bytes(sheet, _png(np.concatenate(tiles, axis=1)))
+    write_bytes(sheet, _png(np.concatenate(tiles, axis=1)))
     return {"video": str(path), "duration": clip.duration, "has_audio": clip.has_audio, "masks": written,
             "sheet": str(sheet), "coverage": [round(float(m.mean()), 4) for m in masks]}
 
