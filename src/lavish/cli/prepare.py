@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE, metavar="NAME",
                         help=f"timm backbone the cache is for; sets frame size and audio front-end (default {DEFAULT_BACKBONE})")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, write_error_hint=lambda args: "the cache is resumable (finished videos are kept): "
+                        "free some space, then rerun the same command")
 
 
 def run(args: argparse.Namespace) -> int:

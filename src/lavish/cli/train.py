@@ -23,3 +23,14 @@ def register(sub) -> None:
     tasks = p.add_subparsers(dest="task", metavar="TASK", required=True)
     for module in task_modules():
         module.register_train(tasks)
+    p.set_defaults(write_error_hint=after_write_error)
+
+
+def after_write_error(args) -> str:
+    """How to continue a run stopped by a failed write (the disk is full): every file in it is whole."""
+    from lavish.tasks.runner import last_checkpoint
+
+    if args.out and last_checkpoint(args.out).exists():
+        again = "rerun the same command" if args.resume else "rerun the same command with --resume"
+        return f"the run is resumable from its last epoch: free some space, then {again}"
+    return "no epoch was saved yet: free some space, then rerun the same command"
