@@ -1,11 +1,13 @@
 """The CLI entry: a bug of ours is one line and exit code 1 (the traceback behind ``--debug`` / LAVISH_DEBUG=1),
 bad input is one line and exit code 2 (with the traceback under --debug), a full disk outside lavish.fileio is bad
-input too, and warnings print as ``warning: <message>`` without file, line or source, Lightning's noise left out.
+input too, and warnings print as ``warning: <message>`` without file, line or source, Lightning's noise (notes about
+lavish's own choices, INFO lines) left out, all for the command's duration only.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import warnings
 
@@ -57,15 +59,19 @@ def test_a_full_disk_outside_fileio_is_bad_input(monkeypatch, capsys):
         "error: cannot write /runs/a/logs/metrics.csv (No space left on device)"
 
 
-def test_lightning_noise_is_filtered_and_the_filters_end_with_the_command(monkeypatch, capsys):
+def test_lightning_noise_is_filtered_and_the_filters_end_with_the_command(monkeypatch, capsys, caplog):
     def run(args):
         warnings.warn_explicit("The 'train_dataloader' does not have many workers which may be a bottleneck.",
                                UserWarning, "lightning/pytorch/trainer/connectors/data_connector.py", 1,
                                module="lightning.pytorch.trainer.connectors.data_connector")
         warnings.warn("kept")
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").info("GPU available: False, used: False")
         return 0
 
+    caplog.set_level(logging.INFO)
     monkeypatch.setattr(lavish.cli.info, "run", run)
     assert main(["info"]) == 0
-    assert capsys.readouterr().err.splitlines() == ["warning: kept"]
-    assert warnings.showwarning.__module__ != "lavish.cli.main"
+    assert capsys.readouterr().err.splitlines() == ["warning: kept"] and not caplog.records
+    assert warnings.showwarning.__module__ != "lavish.cli.main" and not logging.root.manager.disable
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").info("after the command")
+    assert [r.getMessage() for r in caplog.records] == ["after the command"]

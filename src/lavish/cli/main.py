@@ -8,7 +8,7 @@ the parsed namespace, returns an exit code). What reaches the user is one line, 
   say how to continue after a failed write (``lavish prepare``, ``lavish train``);
 * anything else is a bug of ours: ``error: internal error: <type>: <message> (...)`` and exit code 1;
 * warnings print as ``warning: <message>`` (no file name, no source line); Lightning's notes that a user
-  cannot act on (:data:`QUIET`, its deprecation notices) and its INFO log lines are not shown.
+  cannot act on (:data:`QUIET`, its deprecation notices) and INFO log lines are not shown.
 
 ``lavish --debug COMMAND ...`` (or ``LAVISH_DEBUG=1``) shows the traceback of any error and warnings in Python's
 own format (file and line), for reporting a bug.
@@ -91,10 +91,10 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
 
 @contextmanager
 def user_facing_output(debug: bool) -> Iterator[None]:
-    """While a command runs: one-line warnings without the notes in :data:`QUIET`, and Lightning's INFO log lines
-    (accelerators found, advertising tips, internal steps) not shown; all as before afterwards. ``debug``: as is."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in loggers]
+    """While a command runs: one-line warnings without the notes in :data:`QUIET`, and no INFO log lines (lavish
+    logs nothing; Lightning's say which accelerators it found, advertise, and narrate its steps); all as before
+    afterwards. ``debug``: everything as is."""
+    disabled = logging.root.manager.disable
     with warnings.catch_warnings():
         if not debug:
             warnings.showwarning = show_warning
@@ -102,13 +102,11 @@ def user_facing_output(debug: bool) -> Iterator[None]:
                 warnings.filterwarnings("ignore", message=message, module=module)
             for category in (DeprecationWarning, FutureWarning):  # Lightning's own use of torch APIs
                 warnings.filterwarnings("ignore", category=category, module=r"lightning\.")
-            for logger in loggers:
-                logger.setLevel(logging.WARNING)
+            logging.disable(max(disabled, logging.INFO))
         try:
             yield
         finally:
-            for logger, level in zip(loggers, levels):
-                logger.setLevel(level)
+            logging.disable(disabled)
 
 
 def main(argv: list[str] | None = None) -> int:
