@@ -14,9 +14,8 @@ front-end, spec 2.2-2.3) so that training reads arrays instead of decoding mp4s 
 
 Every file is written through :func:`lavish.fileio.atomic_path` (hidden temp file in the same folder, fsync,
 rename, fsync of the folder), so a killed run or a full disk leaves whole files or stale temp files (removed by
-the next run), never half files. A video counts as done
-only when its ``done/<id>.json`` exists. The frames and audio of a video are shared by every annotation row of
-that video (AVE lists 45 videos twice, with two events).
+the next run), never half files. A video counts as done only when its ``done/<id>.json`` exists. The frames and
+audio of a video are shared by every annotation row of that video (AVE lists 45 videos twice, with two events).
 
 Spectrograms are stored as float16 (halves the size; the normalised values lie within a few units of 0,
 where float16 keeps ~3 significant digits) and returned as float32. Normalisation of frames (ImageNet
