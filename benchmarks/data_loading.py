@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from lavish.data.cache import atomic_write_json
+from lavish.fileio import write_json
 from lavish.errors import LavishError
 from lavish.tasks.loader_bench import DEFAULT_WORKERS, loading_table, measure_loading
 
@@ -52,7 +52,7 @@ def main() -> int:
     if args.step_s:
         result["step_s"] = args.step_s
     print(loading_table(result, step_s=args.step_s))
-    atomic_write_json(Path(args.out), result)
+    write_json(Path(args.out), result)
     print(f"wrote {args.out}")
     return 0
 

@@ -12,7 +12,6 @@ Run: python benchmarks/media.py [--repeats 7]
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import statistics
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lavish.fileio import write_json
 from lavish.media.audio import get_frontend, segment_spectrograms
 from lavish.media.decode import decode_clip
 from lavish.media.writer import write_video
@@ -101,14 +101,13 @@ def main() -> None:
     for name, values in times.items():
         print(f"{name:<28}{medians[name]:>15.3f}{min(values):>9.3f}{max(values):>9.3f}")
     print(f"speed-up: {speedup:.2f}x   (mean |frame diff| {frame_diff:.1f}/255, max |spectrogram diff| {spec_diff:.3f})")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    write_json(RESULTS, {
         "clip": "10 s, 640x360 h264 25 fps, aac 44.1 kHz stereo", "output": "10 frames 192x192 + 10 x (192, 192) 'ave'",
         "repeats": args.repeats, "clips": args.clips, "median_s": medians, "all_s": times, "speedup": speedup,
         "mean_abs_frame_diff": frame_diff, "max_abs_spectrogram_diff": spec_diff,
         "machine": platform.platform(), "cpus": torch.get_num_threads(),
         "ffmpeg": subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()[0],
-    }, indent=2) + "\n")
+    }, indent=2)
 
 
 if __name__ == "__main__":

@@ -26,3 +26,7 @@ class ConfigError(LavishError):
 
 class CheckpointError(LavishError):
     """A weights file is corrupt, or belongs to another backbone, adapter or task."""
+
+
+class WriteError(LavishError):
+    """A file could not be written (disk full, no permission, read-only folder); the previous file is intact."""

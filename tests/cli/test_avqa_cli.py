@@ -18,7 +18,7 @@ from lavish.cli.main import main  # noqa: E402
 from lavish.data import avqa  # noqa: E402
 from lavish.tasks.avqa import answer_prior, avqa_scores, format_table, prior_predictions  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "music-avqa"
+MUSIC_AVQA = Path(__file__).resolve().parents[1] / "fixtures" / "music-avqa"  # real files, README there
 
 
 def test_info_avqa_gives_21_09m_trainable(capsys):
@@ -30,8 +30,8 @@ def test_info_avqa_gives_21_09m_trainable(capsys):
 
 
 def test_eval_arithmetic_on_the_official_test_file():
-    records = avqa.read_avqa_json(SHARED / "avqa-test.json")
-    val = avqa.read_avqa_json(SHARED / "avqa-val.json")
+    records = avqa.read_avqa_json(MUSIC_AVQA / "avqa-test.json")
+    val = avqa.read_avqa_json(MUSIC_AVQA / "avqa-val.json")
     predictions = prior_predictions(val, records)
     scores = avqa_scores(records, predictions)
     assert scores["counts"]["audio"] == 1623 and scores["counts"]["visual"] == 2427

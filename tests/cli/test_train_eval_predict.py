@@ -191,3 +191,81 @@ def test_config_file_is_applied_and_unknown_keys_refused(ave_cache, tmp_path, ca
     _refused(capsys, ["train", "ave", "--config", str(bad), "--data", str(ave_cache), "--out",
                       str(tmp_path / "run2")], str(bad), "learning_rate")
     assert not (tmp_path / "run2").exists()
+
+
+def _copy_run(ave_run: Path, dst: Path) -> Path:
+    shutil.copytree(ave_run, dst)
+    return dst
+
+
+def _resume(ave_cache, out) -> list[str]:
+    """The command that made ``ave_run`` (tests/conftest.py), continued."""
+    return ["train", "ave", "--data", str(ave_cache), "--out", str(out), *FLAGS, "--epochs", "3", "--batch-size", "4",
+            "--seed", "0", "--resume"]
+
+
+class _RunsACommand:
+    """Unpickling this runs ``touch <marker>``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch '{self.marker}'",)
+
+
+def test_resume_refuses_a_pickled_checkpoint_without_running_it(ave_run, ave_cache, tmp_path, capsys):
+    import torch
+
+    run = _copy_run(ave_run, tmp_path / "shared_run")
+    marker = tmp_path / "ran"
+    torch.save({"epoch": 2, "state_dict": {}, "payload": _RunsACommand(marker)}, run / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    _refused(capsys, _resume(ave_cache, run), "last.ckpt", "not loaded")
+    assert not marker.exists()
+
+
+def test_resume_without_or_with_a_broken_run_json_is_one_line(ave_run, ave_cache, tmp_path, capsys):
+    run = _copy_run(ave_run, tmp_path / "run")
+    (run / "run.json").unlink()
+    capsys.readouterr()
+    _refused(capsys, _resume(ave_cache, run), str(run), "run.json is missing")
+    (run / "run.json").write_text('{"model": ')
+    _refused(capsys, _resume(ave_cache, run), str(run / "run.json"), "unreadable")
+
+
+def test_a_precision_the_device_cannot_run_is_refused_up_front(ave_cache, tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # what any machine's CPU runs
+    out = tmp_path / "run"
+    _refused(capsys, ["train", "ave", "--data", str(ave_cache), "--out", str(out), *FLAGS, "--precision", "16-mixed"],
+             "precision='16-mixed'", "the CPU", "32, bf16-mixed")
+    assert not out.exists()
+
+
+def test_adapter_metadata_that_is_not_json_is_one_line(ave_run, ave_cache, tmp_path, capsys):
+    best = ave_run / "best.safetensors"
+    with safe_open(best, "pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    for key, value in (("lavish.config", '{"backbone": "lavish_vit'), ("lavish.meta", "[1, 2]")):
+        bad = tmp_path / f"bad_{key}.safetensors"
+        save_file(tensors, str(bad), metadata={**meta, key: value})
+        capsys.readouterr()
+        _refused(capsys, ["predict", str(ave_run.parent / "x.mp4"), "--checkpoint", str(bad)], str(bad), key)
+        _refused(capsys, ["eval", "ave", "--checkpoint", str(bad), "--data", str(ave_cache)], str(bad), key)
+
+
+def test_a_video_without_audio_is_one_warning_line(ave_run, tmp_path, capsys):
+    from ave_layout import write_mp4  # tests/data, on the path through tests/conftest.py
+
+    video = tmp_path / "silent film.mp4"
+    write_mp4(video, 0, seconds=3, audio=False)
+    capsys.readouterr()
+    assert main(["predict", str(video), "--checkpoint", str(ave_run / "best.safetensors"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)[0]["has_audio"] is False
+    assert captured.err.splitlines() == [f"warning: {video}: no audio stream; using silence"], captured.err

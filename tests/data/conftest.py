@@ -1,4 +1,4 @@
-"""Shared fixtures for lavish.data tests: the reference annotation files beside the repository."""
+"""Shared fixtures for lavish.data tests: the real reference annotation files in tests/fixtures/."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"reference data not found at {SHARED_DATA}")
-    return SHARED_DATA.resolve()
+def reference_data() -> Path:
+    """tests/fixtures: ``ave/`` and ``music-avqa/`` hold real annotation files (each folder's README: source)."""
+    return FIXTURES

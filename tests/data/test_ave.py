@@ -12,8 +12,8 @@ from lavish.errors import DataError
 HEADER = "Category&VideoID&Quality&StartTime&EndTime"
 
 
-def test_real_annotations_rebuild_reference_labels(shared_data):
-    ann = ave.read_annotations(shared_data / "ave" / "Annotations.txt")
+def test_real_annotations_rebuild_reference_labels(reference_data):
+    ann = ave.read_annotations(reference_data / "ave" / "Annotations.txt")
     assert len(ann.records) == 4143
     assert len(ann.classes) == 28 and ann.background == 28 and ann.num_classes == 29
     assert ann.classes[0] == "Church bell" and ann.classes[27] == "Mandolin"
@@ -22,9 +22,9 @@ def test_real_annotations_rebuild_reference_labels(shared_data):
     assert (empty.video_id, empty.start, empty.end, empty.line) == ("VWi2ENBuTbw", 0, 0, 27)
     labels = ann.segment_labels()
     assert labels.shape == (4143, 10) and labels.dtype == np.int64
-    with h5py.File(shared_data / "ave" / "labels_closs.h5") as f:
+    with h5py.File(reference_data / "ave" / "labels_closs.h5") as f:
         closs = f["avadataset"][()]
-    with h5py.File(shared_data / "ave" / "mil_labels.h5") as f:
+    with h5py.File(reference_data / "ave" / "mil_labels.h5") as f:
         mil = f["avadataset"][()]
     np.testing.assert_array_equal(ave.event_mask(labels, ann.background), closs)
     np.testing.assert_array_equal(ave.one_hot(ann.video_labels(), ann.num_classes), mil)
@@ -33,9 +33,9 @@ def test_real_annotations_rebuild_reference_labels(shared_data):
     assert hot.shape == (4143, 10, 29) and (hot.sum(-1) == 1).all()
 
 
-def test_real_order_files_are_disjoint_and_cover_all_rows(shared_data, tmp_path):
+def test_real_order_files_are_disjoint_and_cover_all_rows(reference_data, tmp_path):
     root = tmp_path / "ave"
-    shutil.copytree(shared_data / "ave", root)
+    shutil.copytree(reference_data / "ave", root)
     (root / "AVE").mkdir()
     layout = ave.discover_ave(root)
     assert layout.split_source == "h5"
@@ -46,8 +46,8 @@ def test_real_order_files_are_disjoint_and_cover_all_rows(shared_data, tmp_path)
     assert np.array_equal(np.sort(allrows), np.arange(4143))
 
 
-def test_same_video_twice_with_two_categories_is_two_rows(shared_data):
-    ann = ave.read_annotations(shared_data / "ave" / "Annotations.txt")
+def test_same_video_twice_with_two_categories_is_two_rows(reference_data):
+    ann = ave.read_annotations(reference_data / "ave" / "Annotations.txt")
     ids = [r.video_id for r in ann.records]
     assert len(set(ids)) == 4097  # 45 videos listed more than once (one of them three times)
 

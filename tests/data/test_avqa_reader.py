@@ -11,13 +11,13 @@ from lavish.errors import DataError
 
 
 @pytest.fixture(scope="module")
-def test_records(shared_data):
-    return avqa.read_avqa_json(shared_data / "music-avqa" / "avqa-test.json")
+def test_records(reference_data):
+    return avqa.read_avqa_json(reference_data / "music-avqa" / "avqa-test.json")
 
 
 @pytest.fixture(scope="module")
-def val_records(shared_data):
-    return avqa.read_avqa_json(shared_data / "music-avqa" / "avqa-val.json")
+def val_records(reference_data):
+    return avqa.read_avqa_json(reference_data / "music-avqa" / "avqa-val.json")
 
 
 def test_test_split_category_counts(test_records):

@@ -8,6 +8,7 @@ from safetensors.torch import save_file
 
 from backbone_helpers import activate_post_norms, open_gates
 from lavish.errors import CheckpointError
+from lavish.fileio import TEMP_MARK
 from lavish.models.adapters import adapter_config
 from lavish.models.ave import AveModel, AveModelConfig
 from lavish.models.weights import FROZEN_PREFIX, load_adapter_into, read_adapter, save_adapter
@@ -62,7 +63,7 @@ def test_saved_adapter_reloads_to_identical_outputs(tmp_path, adapter) -> None:
     with torch.no_grad():
         assert torch.equal(other(*segments()), expected)
     assert meta == {"task": "ave"}
-    assert not list(tmp_path.joinpath("run").glob("*.tmp"))
+    assert not list(tmp_path.joinpath("run").glob(f".*{TEMP_MARK}*"))
 
 
 def test_file_holds_adapters_head_and_trainable_tensors_only(tmp_path) -> None:

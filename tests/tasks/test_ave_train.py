@@ -1,6 +1,6 @@
 """AVE training on a tiny real cache (micro ViT, 64x64 frames): the loss falls, ``kill -9`` + ``--resume`` gives
-the run an uninterrupted one gives, two CPU processes under DDP give the weights one process gives, and a
-non-finite loss stops with a LavishError that names the step.
+the run an uninterrupted one gives, two CPU processes under DDP give the weights and, on odd-sized validation and
+test splits, the metrics one process gives, and a non-finite loss stops with a LavishError that names the step.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ave_layout import ROWS, SPLITS, make_layout  # tests/data, on the path through tests/conftest.py
 from lavish.cli.main import main
 from lavish.data.cache import AveCacheDataset
 from lavish.errors import LavishError
 from lavish.tasks.ave import collate
 from lavish.tasks.base import TaskModule
 from lavish.tasks.runner import NonFiniteLoss
+from lavish.tasks.checkpointing import read_checkpoint_file
 
 MICRO = "lavish_vit_micro_patch8_64"
 FLAGS = ["--backbone", MICRO, "--no-pretrained", "--lr", "1e-3", "--lr-head", "1e-3", "--no-progress"]
@@ -41,7 +43,7 @@ def _env() -> dict:
 
 
 def _ckpt_state(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    return read_checkpoint_file(run / "checkpoints" / "last.ckpt")["state_dict"]
 
 
 def _assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -76,7 +78,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(ave_cache, tmp_path):
     stderr = proc.communicate()[1].decode(errors="replace")
     assert last.exists(), f"no checkpoint appeared: {stderr[-2000:]}"
     assert still_running and not (run_b / "results.json").exists(), "the run ended before it could be killed"
-    killed_epoch = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    killed_epoch = read_checkpoint_file(last)["epoch"]
     assert killed_epoch == 0  # killed during the second epoch
 
     # refused without --resume; continued with it
@@ -90,11 +92,29 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(ave_cache, tmp_path):
     assert res_a["test_acc"] == res_b["test_acc"] and res_b["epochs_run"] == 2
 
 
-def test_ddp_two_cpu_processes_match_one_process(ave_cache, tmp_path):
-    """Global batch 2: one video per process under DDP (gloo, synchronised BatchNorm) vs both in one process."""
+@pytest.fixture(scope="module")
+def odd_cache(tmp_path_factory) -> Path:
+    """The tiny layout with 3 more videos: splits 4 / 3 / 2, so 2 processes get validation shards of 2 and 1."""
+    rows = [*ROWS, ("Bark", "vid_f", 2, 8), ("Cat", "vid_g", 0, 6), ("Bark", "vid_h", 5, 10)]
+    splits = {"train": SPLITS["train"], "val": [4, 6, 7], "test": [5, 8]}
+    root = tmp_path_factory.mktemp("odd")
+    make_layout(root / "ave", rows, splits)
+    assert main(["prepare", "ave", "--root", str(root / "ave"), "--out", str(root / "cache"), "--backbone", MICRO,
+                 "--no-progress"]) == 0
+    return root / "cache"
+
+
+def _val_metrics(run: Path) -> list[tuple[float, float]]:
+    with open(run / "logs" / "metrics.csv") as f:
+        return [(float(r["val/acc"]), float(r["val/loss"])) for r in csv.DictReader(f) if r.get("val/acc")]
+
+
+def test_ddp_two_cpu_processes_match_one_process(odd_cache, tmp_path):
+    """Global batch 2: one video per process under DDP (gloo, synchronised BatchNorm) vs both in one process; the
+    validation (3 videos) and test (2) metrics count every video once, so they equal the one-process ones."""
     extra = ("--epochs", "1", "--batch-size", "2", "--seed", "1")
     one, two = tmp_path / "one", tmp_path / "two"
-    cmd = [sys.executable, "-m", "lavish", *_train_cmd(ave_cache, two, *extra, "--devices", "2")]
+    cmd = [sys.executable, "-m", "lavish", *_train_cmd(odd_cache, two, *extra, "--devices", "2")]
     # its own session, so that a hang can be ended with the rank Lightning starts as a child
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -104,7 +124,7 @@ def test_ddp_two_cpu_processes_match_one_process(ave_cache, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail(f"DDP run did not finish in 420 s: {proc.communicate()[1][-2000:]}")
     assert proc.returncode == 0, stderr[-3000:]
-    assert main(_train_cmd(ave_cache, one, *extra)) == 0
+    assert main(_train_cmd(odd_cache, one, *extra)) == 0
 
     a, b = load_file(one / "best.safetensors"), load_file(two / "best.safetensors")
     assert a.keys() == b.keys()
@@ -119,7 +139,10 @@ def test_ddp_two_cpu_processes_match_one_process(ave_cache, tmp_path):
             torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=1e-4, msg=lambda m, k=k: f"{k}: {m}")
     assert any("bn" in k and "running_var" in k for k in a), "no BatchNorm statistics compared"
     res_one, res_two = (json.loads((r / "results.json").read_text()) for r in (one, two))
-    assert res_one["best_val_acc"] == res_two["best_val_acc"]
+    assert res_one["best_val_acc"] == res_two["best_val_acc"] and res_one["test_acc"] == res_two["test_acc"]
+    (acc_one, loss_one), = _val_metrics(one)
+    (acc_two, loss_two), = _val_metrics(two)
+    assert acc_one == acc_two and loss_two == pytest.approx(loss_one, rel=1e-5)
 
 
 def test_non_finite_loss_stops_with_the_step(ave_cache, ave_run):

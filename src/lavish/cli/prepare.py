@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             f"{DEFAULT_BACKBONE})")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
         add_task_options(p, task, "prepare")
-        p.set_defaults(func=run)
+        p.set_defaults(func=run, write_error_hint=lambda args: "the cache is resumable (finished videos are kept): "
+                       "free some space, then rerun the same command")
 
 
 def run(args: argparse.Namespace) -> int:

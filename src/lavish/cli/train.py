@@ -22,6 +22,17 @@ def register(sub) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
         add_train_options(tp, task)
         tp.set_defaults(func=run, parser=tp)
+    p.set_defaults(write_error_hint=after_write_error)
+
+
+def after_write_error(args) -> str:
+    """How to continue a run stopped by a failed write (the disk is full): every file in it is whole."""
+    from lavish.tasks.runner import last_checkpoint
+
+    if args.out and last_checkpoint(args.out).exists():
+        again = "rerun the same command" if args.resume else "rerun the same command with --resume"
+        return f"the run is resumable from its last epoch: free some space, then {again}"
+    return "no epoch was saved yet: free some space, then rerun the same command"
 
 
 def run(args: argparse.Namespace) -> int:

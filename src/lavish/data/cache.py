@@ -13,10 +13,10 @@ front-end, spec 2.2-2.3) so that training reads arrays instead of decoding mp4s 
     <cache>/extra_audio.npy        optional (items, T, E) float32 per-second features (AVE Table 8, VGGish)
     <cache>/manifest.json          settings + classes + splits (item indices) + failures, written LAST
 
-Every file is written to a hidden temp file in the same folder and renamed (``os.replace``), so a killed run
-leaves whole files or stale temp files (removed by the next run), never half files. A video counts as done
-only when its ``done/<id>.json`` exists. The frames and audio of a video are shared by every annotation row of
-that video (AVE lists 45 videos twice, with two events).
+Every file is written through :func:`lavish.fileio.atomic_path` (hidden temp file in the same folder, fsync,
+rename, fsync of the folder), so a killed run or a full disk leaves whole files or stale temp files (removed by
+the next run), never half files. A video counts as done only when its ``done/<id>.json`` exists. The frames and
+audio of a video are shared by every annotation row of that video (AVE lists 45 videos twice, with two events).
 
 Spectrograms are stored as float16 (halves the size; the normalised values lie within a few units of 0,
 where float16 keeps ~3 significant digits) and returned as float32. Normalisation of frames (ImageNet
@@ -26,7 +26,6 @@ mean/std) happens in the model, not here.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lavish import fileio
 from lavish.errors import DataError
 
 FORMAT_VERSION = 2
@@ -48,50 +48,14 @@ LABELS = "labels.npy"
 FAILED = "failed.tsv"
 EXTRA_AUDIO = "extra_audio.npy"
 """optional (items, T, E) float32 extra per-second audio features (AVE Table 8), aligned with videos.json"""
-TEMP_MARK = ".tmp-"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")  # YouTube ids may start with - or _
 
 
-# ---------------------------------------------------------------------------------------------- atomic writes
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
-
-
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to a temp file then rename (the temp name does not end in .npy, so numpy adds nothing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path)
-    with open(tmp, "wb") as f:
-        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-    os.replace(tmp, path)
-
-
+# ------------------------------------------------------------------------------------------------ stale files
 def remove_stale_temp_files(cache_dir: Path) -> int:
-    """Delete temp files left by a killed run; returns how many."""
-    count = 0
-    for folder in (cache_dir, cache_dir / "frames", cache_dir / "audio", cache_dir / "done"):
-        if folder.is_dir():
-            for path in folder.glob(f".*{TEMP_MARK}*"):
-                path.unlink(missing_ok=True)
-                count += 1
-    return count
+    """Delete temp files left by a killed run in the cache's folders; returns how many."""
+    cache_dir = Path(cache_dir)
+    return fileio.remove_stale_temp_files(*(cache_dir / sub for sub in ("", "frames", "audio", "done", "masks")))
 
 
 # ------------------------------------------------------------------------------------------------ settings
@@ -182,9 +146,9 @@ def write_video(cache_dir: Path, video_id: str, frames: np.ndarray, spectrograms
                 has_audio: bool, duration: float) -> None:
     """Store one decoded video: frames (T,H,W,3) uint8, spectrograms (T,F,M) (saved float16), then the done marker."""
     check_video_id(video_id)
-    atomic_save_npy(frames_path(cache_dir, video_id), np.asarray(frames, dtype=np.uint8))
-    atomic_save_npy(audio_path(cache_dir, video_id), np.asarray(spectrograms).astype(np.float16))
-    atomic_write_json(done_path(cache_dir, video_id), {"has_audio": bool(has_audio), "duration": float(duration)})
+    fileio.save_npy(frames_path(cache_dir, video_id), np.asarray(frames, dtype=np.uint8))
+    fileio.save_npy(audio_path(cache_dir, video_id), np.asarray(spectrograms).astype(np.float16))
+    fileio.write_json(done_path(cache_dir, video_id), {"has_audio": bool(has_audio), "duration": float(duration)})
 
 
 def video_done(cache_dir: Path, video_id: str) -> dict | None:
@@ -209,8 +173,8 @@ def write_manifest(cache_dir: Path, settings: CacheSettings, *, classes: list[st
     from lavish import __version__
 
     cache_dir = Path(cache_dir)
-    atomic_write_json(cache_dir / VIDEOS, items)
-    atomic_save_npy(cache_dir / LABELS, np.asarray(labels, dtype=np.int64))
+    fileio.write_json(cache_dir / VIDEOS, items)
+    fileio.save_npy(cache_dir / LABELS, np.asarray(labels, dtype=np.int64))
     manifest = {
         **settings.to_json(),
         "lavish_version": __version__,
@@ -220,7 +184,7 @@ def write_manifest(cache_dir: Path, settings: CacheSettings, *, classes: list[st
         "splits": {k: [int(i) for i in v] for k, v in splits.items()},
         "failed": dict(sorted(failed.items())),
     }
-    atomic_write_json(cache_dir / MANIFEST, manifest)
+    fileio.write_json(cache_dir / MANIFEST, manifest)
 
 
 def read_manifest(cache_dir: Path | str) -> dict:

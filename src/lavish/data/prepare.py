@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lavish import fileio
 from lavish.data import ave, cache
-from lavish.errors import DataError, LavishError
+from lavish.errors import DataError, LavishError, WriteError
 
 FILE_NOT_FOUND = "file not found"
 
@@ -76,10 +77,31 @@ def _decode_one(video_id: str, path: str, out: str, frame_size: tuple[int, int],
         cache.write_video(Path(out), video_id, clip.frames, clip.spectrograms,
                           has_audio=clip.has_audio, duration=clip.duration)
         return video_id, None, bool(clip.has_audio)
+    except WriteError:
+        raise  # the disk, not the video: stop the run (it resumes), do not list the video as failed
     except LavishError as err:
         return video_id, str(err), False
     except Exception as err:  # noqa: BLE001  one broken file must not stop the run; its reason goes to failed.tsv
         return video_id, f"{type(err).__name__}: {err}", False
+
+
+def run_jobs(fn, jobs: list[tuple], workers: int, collect) -> None:
+    """``collect(fn(*job))`` for every job, here or in a spawn pool of ``workers`` processes (results as they come).
+
+    An exception from a job (a write that failed: the disk is full) stops the run: jobs not started are cancelled.
+    """
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            collect(fn(*job))
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(fn, *job) for job in jobs]
+        try:
+            for future in as_completed(futures):
+                collect(future.result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def open_cache(out: Path, settings: cache.CacheSettings) -> int:
@@ -96,7 +118,7 @@ def open_cache(out: Path, settings: cache.CacheSettings) -> int:
     elif any(out.iterdir()):
         raise DataError(f"{out}: folder is not empty and is not a lavish cache; choose an empty or new --out folder")
     else:
-        cache.atomic_write_json(out / cache.SETTINGS, settings.to_json())
+        fileio.write_json(out / cache.SETTINGS, settings.to_json())
     return cache.remove_stale_temp_files(out)
 
 
@@ -131,14 +153,7 @@ def prepare_videos(videos: dict[str, Path], out: Path, *, frame_size: tuple[int,
         bar.update(1)
 
     try:
-        if workers <= 1 or len(todo) <= 1:
-            for vid, path in todo:
-                collect(_decode_one(vid, path, *args))
-        else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(_decode_one, vid, path, *args) for vid, path in todo]
-                for future in as_completed(futures):
-                    collect(future.result())
+        run_jobs(_decode_one, [(vid, path, *args) for vid, path in todo], workers, collect)
     finally:
         bar.close()
     report.without_audio = sum(not a for a in has_audio.values())
@@ -151,7 +166,7 @@ def write_failed(out: Path, videos: dict[str, Path], failed: dict[str, str]) -> 
     for vid in sorted(failed):
         reason = " ".join(failed[vid].split())
         lines.append(f"{vid}\t{videos[vid]}\t{reason}")
-    cache.atomic_write_text(out / cache.FAILED, "\n".join(lines) + "\n")
+    fileio.write_text(out / cache.FAILED, "\n".join(lines) + "\n")
 
 
 def prepare_ave(root: Path | str, out: Path | str, *, frame_size: tuple[int, int], frontend, workers: int = 1,
@@ -196,7 +211,7 @@ def prepare_ave(root: Path | str, out: Path | str, *, frame_size: tuple[int, int
     labels = labels_all[list(item_of_row)] if items else np.zeros((0, ave.NUM_SEGMENTS), np.int64)
     item_splits = {name: [item_of_row[r] for r in rows.tolist() if r in item_of_row] for name, rows in splits.items()}
     if extra is not None:
-        cache.atomic_save_npy(out / cache.EXTRA_AUDIO, extra[list(item_of_row)])
+        fileio.save_npy(out / cache.EXTRA_AUDIO, extra[list(item_of_row)])
     else:
         (out / cache.EXTRA_AUDIO).unlink(missing_ok=True)  # a rerun without the option: the cache has none
     write_failed(out, videos, report.failed)
@@ -291,7 +306,7 @@ def prepare_avqa(root: Path | str, out: Path | str, *, frame_size: tuple[int, in
     splits = {split: sorted({item_of[r.video_id] for r in recs if r.video_id in item_of})
               for split, recs in records.items()}
     for split, path in jsons.items():
-        cache.atomic_write_bytes(out / f"avqa-{split}.json", path.read_bytes())
+        fileio.write_bytes(out / f"avqa-{split}.json", path.read_bytes())
     answers = list(avqa.build_answer_vocab(records["train"]).tokens)
     write_failed(out, videos, report.failed)
     cache.write_manifest(out, settings, classes=answers, items=items,
@@ -360,9 +375,11 @@ def _prepare_avs_one(record, out: str, frame_size: tuple[int, int], frontend, ma
         if seconds + 1e-3 < avs.CLIP_SECONDS:
             raise DataError(f"{record.audio}: audio is {seconds:.2f} s long, needs at least {avs.CLIP_SECONDS:g} s")
         spectrograms = segment_spectrograms(wave, avs.NUM_FRAMES, frontend)
-        cache.atomic_save_npy(Path(out) / "masks" / f"{record.name}.npy", masks)  # before the done marker
+        fileio.save_npy(Path(out) / "masks" / f"{record.name}.npy", masks)  # before the done marker
         cache.write_video(Path(out), record.name, frames, spectrograms, has_audio=True, duration=seconds)
         return record.name, None
+    except WriteError:
+        raise  # the disk, not the clip: stop the run (it resumes)
     except LavishError as err:
         return record.name, str(err)
     except Exception as err:  # noqa: BLE001  one broken file must not stop the run; its reason goes to failed.tsv
@@ -394,12 +411,10 @@ def prepare_avs(root: Path | str, out: Path | str, *, frame_size: tuple[int, int
         source_root=str(root.resolve()),
     )
     open_cache(out, settings)
-    for stale in (out / "masks").glob(f".*{cache.TEMP_MARK}*") if (out / "masks").is_dir() else ():
-        stale.unlink(missing_ok=True)
     previous = cache.read_json(out / AVS_INFO) if (out / AVS_INFO).exists() else None
     mask_size = tuple(previous["mask_size"]) if previous else (avs.image_size(records[0].frames[0]) if records
                                                                else tuple(frame_size))
-    cache.atomic_write_json(out / AVS_INFO, {"subset": subset, "mask_size": list(mask_size)})
+    fileio.write_json(out / AVS_INFO, {"subset": subset, "mask_size": list(mask_size)})
     report = PrepareReport(out=out, videos=len(records) + len(failed), failed=dict(failed))
     todo = []
     for rec in records:
@@ -426,13 +441,7 @@ def prepare_avs(root: Path | str, out: Path | str, *, frame_size: tuple[int, int
         bar.update(1)
 
     try:
-        if workers <= 1 or len(todo) <= 1:
-            for rec in todo:
-                collect(_prepare_avs_one(rec, *args))
-        else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-                for future in as_completed([pool.submit(_prepare_avs_one, rec, *args) for rec in todo]):
-                    collect(future.result())
+        run_jobs(_prepare_avs_one, [(rec, *args) for rec in todo], workers, collect)
     finally:
         bar.close()
     kept = [rec for rec in records if rec.name not in report.failed]

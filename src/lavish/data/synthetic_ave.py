@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lavish.data.cache import atomic_write_text
+from lavish.fileio import write_text
 from lavish.errors import ConfigError
 from lavish.media.writer import write_video
 
@@ -198,7 +198,7 @@ def make_synthetic_ave(
         splits["valSet.txt"] += members[:n_val]
         splits["testSet.txt"] += members[n_val : n_val + n_test]
         splits["trainSet.txt"] += members[n_val + n_test :]
-    atomic_write_text(root / "Annotations.txt", "\n".join([HEADER, *rows]) + "\n")
+    write_text(root / "Annotations.txt", "\n".join([HEADER, *rows]) + "\n")
     for name, members in splits.items():
-        atomic_write_text(root / name, "\n".join([HEADER, *(rows[i] for i in sorted(members))]) + "\n")
+        write_text(root / name, "\n".join([HEADER, *(rows[i] for i in sorted(members))]) + "\n")
     return root

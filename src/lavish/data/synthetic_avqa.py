@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lavish.data.cache import atomic_write_json
+from lavish.fileio import write_json
 from lavish.data.synthetic_ave import CLASSES, _shape_mask
 from lavish.errors import ConfigError
 from lavish.media.writer import write_video
@@ -202,5 +202,5 @@ def make_synthetic_avqa(
         for job in jobs:
             _make_one(job)
     for split, recs in records.items():
-        atomic_write_json(root / f"avqa-{split}.json", recs)
+        write_json(root / f"avqa-{split}.json", recs)
     return root

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from lavish.data.avs import CLIP_SECONDS, NUM_FRAMES, SUBSETS
-from lavish.data.cache import atomic_write_bytes
+from lavish.fileio import write_bytes
 from lavish.data.synthetic_ave import CLASSES, SAMPLE_RATE, _shape_mask
 from lavish.errors import ConfigError
 
@@ -151,11 +151,11 @@ def make_synthetic_avs(root: Path | str, *, num_videos: int = 40, num_classes: i
         category = CLASSES[sound_class].name.split(" (")[0].replace(" ", "_").lower()
         fill = dict(split=split, category=category, name=name)
         for k in range(1, NUM_FRAMES + 1):
-            atomic_write_bytes(data / layout.frame.format(k=k, **fill), _png_bytes(frames[k - 1]))
+            write_bytes(data / layout.frame.format(k=k, **fill), _png_bytes(frames[k - 1]))
             if k in layout.annotated[split]:
-                atomic_write_bytes(data / layout.mask.format(k=k, **fill),
+                write_bytes(data / layout.mask.format(k=k, **fill),
                               _png_bytes(masks[k - 1].astype(np.uint8) * 255))
-        atomic_write_bytes(data / layout.audio.format(**fill), _wav_bytes(audio))
+        write_bytes(data / layout.audio.format(**fill), _wav_bytes(audio))
         rows.append(f"{name},0,{category},{split}" if layout.has_category else f"{name},{split}")
-    atomic_write_bytes(root / layout.csv, ("\n".join(rows) + "\n").encode())
+    write_bytes(root / layout.csv, ("\n".join(rows) + "\n").encode())
     return root

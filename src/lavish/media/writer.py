@@ -1,13 +1,13 @@
 """Write real video files with PyAV (tests of every layer, the synthetic demo dataset, benchmarks).
 
-The container follows the file extension (.mp4/.mov, .mkv, .webm, .avi). The file is written to a temporary
-name in the same folder and renamed, so a crash never leaves a half-written video under the final name.
+The container follows the file extension (.mp4/.mov, .mkv, .webm, .avi). The file is written through
+:func:`lavish.fileio.atomic_path` (temporary name in the same folder, fsync, rename), so a crash never leaves a
+half-written video under the final name.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +16,7 @@ import av
 import numpy as np
 
 from lavish.errors import MediaError
+from lavish.fileio import atomic_path
 
 _LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
 _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
@@ -62,9 +63,7 @@ def write_video(
     has_video = frames.size > 0
     if has_video and (frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8):
         raise MediaError(f"{path}: frames must be (N, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix, prefix=".tmp-", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         # AVI stores frame numbers, not timestamps: shifting everything by an audio encoder's priming delay
         # (mp3: 1105 samples) would insert a dummy video frame, so leave timestamps as they are there.
         options = {"avoid_negative_ts": "disabled"} if fmt == "avi" else {}
@@ -85,10 +84,6 @@ def write_video(
                 _encode_video(container, vstream, frames, fps, frame_times)
             if astream is not None:
                 _encode_audio(container, astream, audio, sample_rate)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -10,8 +10,6 @@ task, or a corrupt file. safetensors never unpickles anything.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -20,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lavish.errors import CheckpointError
+from lavish.fileio import atomic_path
 
 FROZEN_PREFIX = "backbone.backbone."
 """where the frozen timm model sits in the task models (``model.backbone`` is the LavishBackbone)"""
@@ -48,16 +47,9 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_adapter(model: nn.Module, path: str | Path, config: dict, meta: dict | None = None) -> Path:
     """Write ``model``'s adapter state with ``config`` (the model's ``to_dict()``) atomically to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"lavish.config": json.dumps(config, sort_keys=True), "lavish.meta": json.dumps(meta or {})}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(adapter_state(model), tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -76,7 +68,17 @@ def read_adapter(path: str | Path) -> tuple[dict, dict, dict[str, torch.Tensor]]
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({err})") from None
     if "lavish.config" not in metadata:
         raise CheckpointError(f"checkpoint {path} is not a lavish adapter file (no lavish.config metadata)")
-    return json.loads(metadata["lavish.config"]), json.loads(metadata.get("lavish.meta", "{}")), tensors
+    found = []
+    for key, default in (("lavish.config", None), ("lavish.meta", "{}")):
+        try:
+            value = json.loads(metadata.get(key, default))
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"checkpoint {path}: its {key} metadata is not valid JSON ({err})") from None
+        if not isinstance(value, dict):
+            raise CheckpointError(f"checkpoint {path}: its {key} metadata is a JSON {type(value).__name__}, "
+                                  "not an object")
+        found.append(value)
+    return found[0], found[1], tensors
 
 
 def describe(config: dict) -> str:

@@ -333,7 +333,7 @@ class AveTask(Task):
     def demo(self, options: DemoOptions) -> int:
         """Synthetic AVE layout -> prepare -> train audio-visual LAVISH, vision only and audio only (Table 7's
         comparison) -> test accuracy table and bar plot -> predict one test clip with its timeline."""
-        from lavish.data.cache import atomic_write_json
+        from lavish.fileio import write_json
         from lavish.data.synthetic_ave import make_synthetic_ave
         from lavish.models.adapters import PRESETS
         from lavish.tasks.base import evaluate, load, train
@@ -367,7 +367,7 @@ class AveTask(Task):
         print(f"      {'model':<24} {'val acc':>8} {'test acc':>9}")
         for name, test_acc, val_acc in rows:
             print(f"      {name:<24} {val_acc:>8.3f} {test_acc:>9.3f}")
-        atomic_write_json(out / "results.json", {name: {"test_accuracy": t, "val_accuracy": v}
+        write_json(out / "results.json", {name: {"test_accuracy": t, "val_accuracy": v}
                                                  for name, t, v in rows})
         plot = plot_bars([r[0].split(" (")[0] for r in rows], [r[1] for r in rows], "Synthetic AVE: test accuracy",
                          out / "demo.png")

@@ -489,7 +489,7 @@ class AvqaTask(Task):
     def demo(self, options: DemoOptions) -> int:
         """Synthetic MUSIC-AVQA-layout data, prepare, train the micro backbone, evaluate per question type against
         the answer-prior baseline, ask one question."""
-        from lavish.data.cache import atomic_write_json
+        from lavish.fileio import write_json
         from lavish.data.synthetic_avqa import make_synthetic_avqa
         from lavish.models.adapters import PRESETS
         from lavish.tasks.base import evaluate, load, train
@@ -512,7 +512,7 @@ class AvqaTask(Task):
         print(f"[4/4] test accuracy per question type ({result['questions']} questions) vs the answer prior "
               "(most frequent training answer per type)")
         print("\n".join("      " + line for line in format_table(result, result["prior"])))
-        atomic_write_json(out / "avqa-results.json", result)
+        write_json(out / "avqa-results.json", result)
         _, model, meta = load(run_dir / "best.safetensors")
         video = sorted((data / "videos").glob("*.mp4"))[0]
         question = "How many instruments are sounding in the video?"

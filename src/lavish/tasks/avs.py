@@ -243,7 +243,7 @@ class AvsTask(Task):
         from PIL import Image
 
         from lavish.data.avs import read_avs
-        from lavish.data.cache import atomic_write_json
+        from lavish.fileio import write_json
         from lavish.data.synthetic_avs import make_synthetic_avs
         from lavish.media.decode import read_audio
         from lavish.media.writer import write_video
@@ -273,7 +273,7 @@ class AvsTask(Task):
         print(f"      {'model':<24} {'mIoU':>7} {'F-score':>8}")
         for name, r in rows.items():
             print(f"      {name:<24} {r['miou']:>7.3f} {r['fscore']:>8.3f}")
-        atomic_write_json(out / "results.json", rows)
+        write_json(out / "results.json", rows)
         rec = next(r for r in read_avs(data, "s4") if r.split == "test")
         frames = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in rec.frames])
         video = write_video(out / f"{rec.name}.mp4", np.repeat(frames, 4, axis=0), 4, read_audio(rec.audio))
@@ -291,19 +291,19 @@ def write_masks(masks: np.ndarray, frames: np.ndarray, out: Path, stem: str) -> 
     masks: (T, H_m, W_m) bool; frames: (T, H, W, 3) uint8."""
     from PIL import Image
 
-    from lavish.data.cache import atomic_write_bytes
+    from lavish.fileio import write_bytes
 
     h, w = masks.shape[-2:]
     written, tiles = [], []
     for k, (mask, frame) in enumerate(zip(masks, frames)):
         target = out / f"{stem}_{k + 1}.png"
-        atomic_write_bytes(target, _png((mask * 255).astype(np.uint8)))
+        write_bytes(target, _png((mask * 255).astype(np.uint8)))
         written.append(str(target))
         tile = np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR), dtype=np.float32)
         tile[mask] = 0.45 * tile[mask] + 0.55 * np.array([255.0, 0.0, 0.0])
         tiles.append(tile.astype(np.uint8))
     sheet = out / f"{stem}_sheet.png"
-    atomic_write_bytes(sheet, _png(np.concatenate(tiles, axis=1)))
+    write_bytes(sheet, _png(np.concatenate(tiles, axis=1)))
     return {"masks": written, "sheet": str(sheet)}
 
 

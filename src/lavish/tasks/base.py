@@ -297,7 +297,7 @@ class TaskModule(TrainableCheckpoints, L.LightningModule):
         out = self(batch)
         bs = self.task.batch_size(batch)
         if self.task.eval_loss:
-            self.log(f"{stage}/loss", self.task.loss(out, batch), batch_size=bs, sync_dist=True)
+            self.log_mean(f"{stage}/loss", self.task.loss(out, batch), batch_size=bs)
         self._log_metrics(stage, out, batch, bs)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -55,6 +55,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torch.utils.flop_counter import FlopCounterMode
 
+from lavish import fileio
 from lavish.media.audio import get_frontend
 from lavish.models.adapters import PRESETS, AvishConfig, BottleneckAdapterConfig, LoraAttentionConfig, NoAdapterConfig
 from lavish.models.ave import AveModel, AveModelConfig
@@ -554,20 +555,14 @@ def plot(result: dict, path: Path) -> Path | None:
     ax.legend(loc="upper left")
     ax.set_title(f"cost vs latent tokens, {result['backbone']}")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
+    with fileio.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
 def write_json(result: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return fileio.write_json(path, result, indent=2)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from lavish.fileio import atomic_path
+
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
-    """Write a matplotlib figure to ``path`` atomically (temp file + rename) and close it."""
+    """Write a matplotlib figure to ``path`` durably (:func:`lavish.fileio.atomic_path`) and close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         import matplotlib.pyplot as plt
 
         plt.close(fig)

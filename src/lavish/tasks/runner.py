@@ -2,8 +2,9 @@
 Trainer, results.
 
 A run folder holds ``run.json`` (model, training settings, data, meta; written once), ``checkpoints/last.ckpt``
-(every epoch, atomic; what ``--resume`` reads), ``best.safetensors`` (the adapter file of the best validation
-epoch), ``logs/metrics.csv`` (+ TensorBoard if installed) and ``results.json``. Tasks bring their
+(every epoch, no pickle; what ``--resume`` reads), ``best.safetensors`` (the adapter file of the best validation
+epoch), ``logs/metrics.csv`` (+ TensorBoard if installed) and ``results.json``; lavish writes every file of it
+through :mod:`lavish.fileio` (whole and durable, or the previous version). Tasks bring their
 LightningModule (mixing in :class:`TrainableCheckpoints`), DataModule (a :class:`SplitDataModule`) and meta; the
 loop, devices, precision, DDP and checkpoints are Lightning's, configured here once.
 """
@@ -19,12 +20,13 @@ from typing import Callable, ClassVar
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from lavish.data.cache import atomic_write_json, check_manifest
+from lavish.data.cache import check_manifest
 from lavish.errors import ConfigError, DataError, LavishError
+from lavish.fileio import remove_stale_temp_files, write_json
 from lavish.models.input_spec import input_spec
-from lavish.tasks.checkpointing import AtomicCheckpointIO, ExportBest, rng_state, set_rng_state, trainable_state
+from lavish.tasks.checkpointing import ExportBest, SafeCheckpointIO, rng_state, set_rng_state, trainable_state
 from lavish.tasks.sync_bn import AllReduceSyncBatchNorm
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
@@ -64,11 +66,27 @@ class TrainConfig:
                 raise ConfigError(f"{name.replace('_', '-')}={value!r} is not valid: it must be in (0, 1]")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision={self.precision!r} is not valid: choose one of {', '.join(PRECISIONS)}")
+        machine, precisions, most = device_limits()
+        if self.precision not in precisions:
+            raise ConfigError(f"precision={self.precision!r} cannot run on {machine}: it runs {', '.join(precisions)}")
+        if self.devices > most:
+            raise ConfigError(f"devices={self.devices} is not valid: {machine} has {most}")
         if self.batch_size % self.devices:
             raise ConfigError(f"batch-size={self.batch_size} is not divisible by devices={self.devices}: the batch "
                               "is global and split evenly over the processes")
         if self.num_workers < 0:
             raise ConfigError(f"num-workers={self.num_workers} is not valid: it must be >= 0")
+
+
+def device_limits() -> tuple[str, tuple[str, ...], int]:
+    """(what trains here, the precisions it runs, the most devices): CUDA GPUs run 16-mixed, and bf16-mixed where
+    the GPU has bfloat16 (Ampere and newer); the CPU runs bf16-mixed autocast but not 16-mixed (Lightning would
+    silently train in bf16-mixed instead), in any number of processes."""
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        bf16 = ("bf16-mixed",) if torch.cuda.is_bf16_supported() else ()
+        return f"this machine's {count} GPU{'s' * (count > 1)}", ("32", "16-mixed", *bf16), count
+    return "the CPU", ("32", "bf16-mixed"), 2 ** 31
 
 
 class TrainableCheckpoints:
@@ -83,6 +101,42 @@ class TrainableCheckpoints:
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "rng" in checkpoint:
             set_rng_state(checkpoint["rng"])
+
+    def log_mean(self, name: str, value: torch.Tensor, batch_size: int, **kwargs) -> None:
+        """Log the epoch mean of ``value`` (the mean over a batch of ``batch_size`` items) over every item, exact
+        under N processes with unequal shards: a torchmetrics ``MeanMetric`` sums values and weights over the
+        processes (``self.log(..., sync_dist=True)`` averages the processes' means instead)."""
+        from torchmetrics import MeanMetric
+
+        if not hasattr(self, "epoch_means"):
+            self.epoch_means = torch.nn.ModuleDict()
+        key = name.replace("/", "_").replace(".", "_")
+        if key not in self.epoch_means:
+            self.epoch_means[key] = MeanMetric().to(value.device)
+        metric = self.epoch_means[key]
+        metric.update(value.detach(), weight=batch_size)
+        self.log(name, metric, batch_size=batch_size, metric_attribute=f"epoch_means.{key}", **kwargs)
+
+
+class ShardSampler(Sampler[int]):
+    """Process ``rank`` of ``num_replicas`` takes items ``rank, rank + num_replicas, ...`` in order, unpadded.
+
+    For validation and test: each item is evaluated by exactly one process (a DistributedSampler repeats items to
+    even out the shards, which counts them twice), and the metrics' states are summed over processes by
+    torchmetrics, so N processes give the one-process metric exactly. Shards differ in length by at most one.
+    """
+
+    def __init__(self, dataset: Dataset, *, num_replicas: int = 1, rank: int = 0, shuffle: bool = False,
+                 seed: int = 0) -> None:
+        if shuffle:
+            raise ValueError("ShardSampler keeps the split's order; train with a DistributedSampler")
+        self.indices = range(rank, len(dataset), num_replicas)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 def split_loader(ds: Dataset, *, collate: Callable[[list[dict]], dict], batch_size: int, shuffle: bool, seed: int,
@@ -100,8 +154,9 @@ def split_loader(ds: Dataset, *, collate: Callable[[list[dict]], dict], batch_si
 class SplitDataModule(L.LightningDataModule):
     """Train / val / test loaders of a prepared cache, checked against the backbone's input spec.
 
-    Every split goes through a seeded ``SAMPLER`` (a DistributedSampler, also with one process) and each of N
-    processes takes ``batch_size / N`` items, so N processes see the same global batches as one. Subclasses set
+    The training split goes through a seeded ``SAMPLER`` (a DistributedSampler, also with one process) and each of
+    N processes takes ``batch_size / N`` items, so N processes see the same global batches as one; validation and
+    test go through a :class:`ShardSampler`, so each item counts once under any N. Subclasses set
     ``TASK``, ``COLLATE`` (items -> batch dict), ``ITEMS`` (what the split holds, for the empty-split error) and
     build a split's dataset in :meth:`make_dataset`.
     """
@@ -136,7 +191,11 @@ class SplitDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        return split_loader(self.dataset(split), collate=type(self).COLLATE, sampler=self.SAMPLER,
+        ds = self.dataset(split)
+        if not shuffle and len(ds) < world:  # a process without items would wait forever for the others
+            raise DataError(f"{self.cache_dir}: split {split!r} has {len(ds)} {self.ITEMS}, fewer than the "
+                            f"{world} processes (--devices) that evaluate it")
+        return split_loader(ds, collate=type(self).COLLATE, sampler=self.SAMPLER if shuffle else ShardSampler,
                             batch_size=self.batch_size, shuffle=shuffle, seed=self.seed,
                             num_workers=self.num_workers, world=world, rank=rank)
 
@@ -155,12 +214,23 @@ def last_checkpoint(out: Path) -> Path:
 
 
 def check_run_dir(out: str | Path, resume: bool) -> Path:
-    """The run folder, after refusing to overwrite a run or to resume nothing."""
+    """The run folder, after refusing to overwrite a run, to resume nothing or a run without its run.json; clears
+    the temp files of a killed write.
+
+    A run killed before its first checkpoint (run.json, perhaps best.safetensors, no checkpoints/last.ckpt) holds
+    nothing to resume: it starts again without --resume.
+    """
     out = Path(out)
-    if resume and not last_checkpoint(out).exists():
+    last, recorded = last_checkpoint(out), (out / RUN_CONFIG).is_file()
+    if resume and not last.exists():
         raise ConfigError(f"{out}: nothing to resume (no checkpoints/last.ckpt); start without --resume")
-    if not resume and (last_checkpoint(out).exists() or (out / ADAPTER_FILE).exists()):
+    if resume and not recorded:
+        raise ConfigError(f"{out}: cannot resume: {RUN_CONFIG} is missing, so the run's settings are unknown; "
+                          f"start again in a new --out folder")
+    if not resume and (last.exists() or (out / "results.json").exists()
+                       or ((out / ADAPTER_FILE).exists() and not recorded)):
         raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    remove_stale_temp_files(out, last.parent)
     return out
 
 
@@ -168,11 +238,15 @@ def record_run(out: Path, resume: bool, *, model: dict, train: TrainConfig, data
     """Write run.json for a new run; for --resume, refuse other model settings than the run's."""
     run_file = out / RUN_CONFIG
     if resume:
-        if json.loads(run_file.read_text())["model"] != model:
+        try:
+            recorded = json.loads(run_file.read_text())["model"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"{run_file}: unreadable ({type(err).__name__}: {err}); cannot check that --resume "
+                              "continues with the run's settings") from None
+        if recorded != model:
             raise ConfigError(f"{out}: --resume with other model settings than the run's ({run_file})")
         return
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_file, {"model": model, "train": dataclasses.asdict(train),
+    write_json(run_file, {"model": model, "train": dataclasses.asdict(train),
                                  "data": str(Path(data).resolve()), "meta": meta})
 
 
@@ -203,7 +277,7 @@ def make_trainer(out: Path, cfg: TrainConfig, export: ExportBest, *, progress: b
         pass
     device = accelerator()
     strategy = "auto" if cfg.devices == 1 else "ddp_find_unused_parameters_true" if find_unused_parameters else "ddp"
-    plugins: list = [AtomicCheckpointIO()]
+    plugins: list = [SafeCheckpointIO()]
     if cfg.devices > 1 and device == "cpu":
         plugins.append(AllReduceSyncBatchNorm())  # torch's SyncBatchNorm refuses CPU modules
     return L.Trainer(
@@ -226,4 +300,4 @@ def make_trainer(out: Path, cfg: TrainConfig, export: ExportBest, *, progress: b
 
 def write_results(out: Path, trainer: L.Trainer, results: dict) -> None:
     if trainer.is_global_zero:
-        atomic_write_json(out / "results.json", results)
+        write_json(out / "results.json", results)
