@@ -269,3 +269,16 @@ def test_a_video_without_audio_is_one_warning_line(ave_run, tmp_path, capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out)[0]["has_audio"] is False
     assert captured.err.splitlines() == [f"warning: {video}: no audio stream; using silence"], captured.err
+
+
+def test_an_adapter_file_of_an_unknown_task_is_refused_in_one_line(ave_run, ave_cache, ave_layout, tmp_path, capsys):
+    """The task named in a file's meta is looked up in the registry, never imported by name."""
+    bogus = tmp_path / "bogus.safetensors"
+    _rewrite_adapter(ave_run / "best.safetensors", bogus, lambda d: d["lavish.meta"].update(task="os.system"))
+    capsys.readouterr()
+    video = ave_layout / "AVE" / "vid_a.mp4"
+    for argv in (["predict", str(video), "--checkpoint", str(bogus)],
+                 ["eval", "ave", "--checkpoint", str(bogus), "--data", str(ave_cache)],
+                 ["ask", str(video), "How many?", "--checkpoint", str(bogus)]):
+        line = _refused(capsys, argv, str(bogus), "'os.system'")
+        assert "ave, avs, avqa" in line

@@ -200,21 +200,21 @@ def attention_linears(model: nn.Module) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("adapter", ["lavish", "lora"])
+@pytest.mark.parametrize("adapter", ["lavish", "lora_attn"])
 @pytest.mark.parametrize("key", SMALL_KEYS)
 def test_a_training_step_moves_only_adapter_parameters(key: str, adapter: str) -> None:
     torch.manual_seed(0)
     name, overrides, size = BACKBONES[key]
     expected_lora = attention_linears(create_backbone(name, **overrides))
     model = build(key, adapter).train()
-    if adapter == "lora":  # LoRA's default targets are exactly the attention projections, in every family
+    if adapter == "lora_attn":  # LoRA's default targets are exactly the attention projections, in every family
         wrapped = {n.removesuffix(".lora_A") for n, _ in model.backbone.named_modules() if n.endswith(".lora_A")}
         assert wrapped == expected_lora and len(wrapped) >= 2 * len(model.units)
     open_gates(model)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     before = {n: p.detach().clone() for n, p in trainable.items()}
-    assert trainable and all(("lora_" in n) if adapter == "lora" else n.startswith("slots.") for n in trainable)
+    assert trainable and all(("lora_" in n) if adapter == "lora_attn" else n.startswith("slots.") for n in trainable)
     assert all(n.startswith("backbone.") for n in frozen)
 
     gen = torch.Generator().manual_seed(1)
@@ -241,7 +241,7 @@ def test_a_training_step_moves_only_adapter_parameters(key: str, adapter: str) -
 def test_lora_starts_as_the_backbone_and_then_acts(key: str) -> None:
     """B = 0: the backbone's features (to fp32 rounding: the fused-qkv bias is added apart for LoRA); B != 0: not."""
     name, overrides, size = BACKBONES[key]
-    model = LavishBackbone(activate_post_norms(create_backbone(name, **overrides)), adapter_config("lora"),
+    model = LavishBackbone(activate_post_norms(create_backbone(name, **overrides)), adapter_config("lora_attn"),
                            modalities="v").eval()
     plain = activate_post_norms(create_backbone(name, **overrides)).eval()
     frames = frames_of(key)
