@@ -188,6 +188,10 @@ class Task:
         """Training loss (a scalar; NaN, never an exception, when the output is not finite)."""
         raise NotImplementedError
 
+    def model_loss(self, model: nn.Module, output: Any, batch: dict) -> torch.Tensor:
+        """The loss :class:`TaskModule` uses: :meth:`loss`, unless the objective has settings in the model config."""
+        return self.loss(output, batch)
+
     def batch_size(self, batch: dict) -> int:
         return int(batch["frames"].shape[0])
 
@@ -273,7 +277,7 @@ class TaskModule(TrainableCheckpoints, L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self(batch)
-        loss = self.task.loss(out, batch)
+        loss = self.task.model_loss(self.model, out, batch)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(
                 f"training loss is not finite at step {self.global_step} (epoch {self.current_epoch}): {loss.item()}; "
@@ -297,7 +301,7 @@ class TaskModule(TrainableCheckpoints, L.LightningModule):
         out = self(batch)
         bs = self.task.batch_size(batch)
         if self.task.eval_loss:
-            self.log_mean(f"{stage}/loss", self.task.loss(out, batch), batch_size=bs)
+            self.log_mean(f"{stage}/loss", self.task.model_loss(self.model, out, batch), batch_size=bs)
         self._log_metrics(stage, out, batch, bs)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

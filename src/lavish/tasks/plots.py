@@ -1,4 +1,5 @@
-"""Figures: confusion matrix, prediction timeline with thumbnails, demo comparison (matplotlib, Agg)."""
+"""Figures: confusion matrix, prediction timelines with thumbnails (AVE labels, AVVP heard / seen rows), demo
+comparison (matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -87,4 +88,39 @@ def plot_bars(names: list[str], values: list[float], title: str, path: str | Pat
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def plot_parsing(heard: np.ndarray, seen: np.ndarray, classes: list[str], frames: np.ndarray, title: str,
+                 path: str | Path) -> Path:
+    """AVVP timeline: up to 6 thumbnails over an audio row and a visual row of event bands.
+
+    heard, seen: (T, C) bool, the events heard / seen per second; frames: (T, H, W, 3) uint8.
+    """
+    plt = _plt()
+    t = len(heard)
+    labels = [k for k in range(len(classes)) if heard[:, k].any() or seen[:, k].any()]
+    colours = {k: plt.cm.tab10(i % 10) for i, k in enumerate(labels)}
+    fig = plt.figure(figsize=(max(6, 0.6 * t), 4.2))
+    thumbs = np.linspace(0, t - 1, min(6, t)).round().astype(int)
+    for j, idx in enumerate(thumbs):
+        ax = fig.add_axes([0.1 + j * 0.85 / len(thumbs), 0.58, 0.85 / len(thumbs) - 0.01, 0.36])
+        ax.imshow(frames[idx])
+        ax.set_title(f"{idx} s", fontsize=8)
+        ax.axis("off")
+    ax = fig.add_axes([0.1, 0.12, 0.85, 0.4])
+    rows = (("audio", heard, 1), ("visual", seen, 0))
+    for _, grid, y in rows:
+        for i, k in enumerate(labels):
+            height = 0.8 / max(1, len(labels))
+            for second in np.flatnonzero(grid[:, k]):
+                ax.add_patch(plt.Rectangle((second, y + 0.1 + i * height), 1, height, color=colours[k]))
+    ax.set_xlim(0, t)
+    ax.set_ylim(0, 2)
+    ax.set_yticks([0.5, 1.5], ["seen", "heard"])
+    ax.set_xlabel("second")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[k]) for k in labels]
+    if handles:
+        ax.legend(handles, [classes[k] for k in labels], fontsize=7, loc="upper right")
+    fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)
