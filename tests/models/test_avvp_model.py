@@ -17,6 +17,7 @@ import torch
 
 from backbone_helpers import open_gates
 from lavish.errors import ConfigError
+from lavish.models.accounting import account
 from lavish.models.adapters import PRESETS
 from lavish.models.ave import AveModel, AveModelConfig
 from lavish.models.avvp import AvvpModel, AvvpModelConfig, AvvpOutput, HanHead, avvp_loss
@@ -194,6 +195,18 @@ def test_paper_backbone_counts():
     assert count(model, lambda n, p: p.requires_grad) == slots + head
 
 
+def test_lavish_info_accounting_runs_on_the_meta_device():
+    # what `lavish info` does: the model on "meta", one 1-second segment (B = T = 1) through the FLOP counter
+    with torch.device("meta"):
+        model = AvvpModel(AvvpModelConfig(backbone=MICRO))
+    inputs = (torch.zeros(1, 1, 96, 64, device="meta"), torch.zeros(1, 1, 3, 64, 64, device="meta"))
+    acc = account(model, MICRO, inputs)
+    d = model.backbone.num_features
+    head = 2 * (d * 512 + 512) + 2 * (4 * 512 * 512 + 4 * 512) + 2 * (512 * 512 + 512) + 4 * 512 + 3 * (512 * 25 + 25)
+    assert acc.head_params == head and acc.trainable_params == acc.adapter_params + head
+    assert acc.backbone_gflops > 0 and acc.adapter_gflops > 0
+
+
 def _model(modalities: str = "av", seed: int = 0) -> AvvpModel:
     torch.manual_seed(seed)
     cfg = AvvpModelConfig(backbone=MICRO, modalities=modalities, num_classes=5, han_dim=16, han_heads=2,
@@ -233,11 +246,11 @@ def test_a_few_steps_reduce_the_loss():
     model = _model()
     audio, frames = _inputs()
     y = torch.tensor([[1.0, 0, 0, 1, 0], [0, 1, 0, 0, 0]])
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     with torch.no_grad():
         before = avvp_loss(model.eval()(audio, frames), y, label_smoothing=True).item()
     model.train()
-    for _ in range(8):
+    for _ in range(4):
         opt.zero_grad()
         avvp_loss(model(audio, frames), y, label_smoothing=True).backward()
         opt.step()
