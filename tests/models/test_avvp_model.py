@@ -274,3 +274,10 @@ def test_a_missing_stream_reaches_the_head_as_zeros(modalities):
         direct = model.head(feats_audio, feats_visual)
     torch.testing.assert_close(out.global_prob, direct.global_prob, rtol=0, atol=0)
     torch.testing.assert_close(both.audio_prob, out.audio_prob, rtol=0, atol=0)
+
+
+def test_a_stream_that_runs_needs_its_input():
+    model = _model("av")
+    audio, frames = _inputs()
+    with pytest.raises(ConfigError, match="needs audio"):
+        model(None, frames)

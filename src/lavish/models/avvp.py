@@ -200,11 +200,12 @@ class AvvpModel(nn.Module):
 
     def features(self, audio: torch.Tensor | None, frames: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-segment pooled features (audio (B, T, D), visual (B, T, D)); zeros for a stream that does not run."""
-        ref = frames if "v" in self.config.modalities else audio
-        if ref is None:
-            raise ConfigError(f"modalities={self.config.modalities!r} needs "
-                              f"{'frames' if 'v' in self.config.modalities else 'audio'}")
-        b, t = ref.shape[:2]
+        mods = self.config.modalities
+        inputs = (("audio", "a", audio), ("frames", "v", frames))
+        missing = [name for name, key, x in inputs if key in mods and x is None]
+        if missing:
+            raise ConfigError(f"modalities={mods!r} needs {' and '.join(missing)}")
+        b, t = (frames if "v" in mods else audio).shape[:2]
         out = self.backbone(audio.flatten(0, 1) if audio is not None else None,
                             frames.flatten(0, 1) if frames is not None else None)
         feats = [self.backbone.pool(x).view(b, t, -1) if x is not None else None for x in (out.audio, out.visual)]
