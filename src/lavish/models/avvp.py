@@ -80,11 +80,16 @@ class AvvpModelConfig(TaskModelConfig):
     """dropout on the attention weights, the residual branches and inside the feed-forward block"""
     han_layers: int = 1
     """HAN layers, stacked (0: no HAN, the projected features go straight to the classifiers)"""
+    label_smoothing: bool = True
+    """the training objective's modality-aware label smoothing (:func:`avvp_loss`; on in the benchmark's training).
+    A setting of the loss, kept here so that the adapter file says how its model was trained"""
     train_norms: bool = False
     checkpointing: bool | str = False
     """recompute in backward: "none", "adapters" or "blocks" (True = "blocks"); see backbone.CHECKPOINTING"""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.label_smoothing, bool):
+            raise ConfigError(f"label_smoothing={self.label_smoothing!r} is not valid: true or false")
         if self.modalities not in MODALITIES:
             raise ConfigError(f"modalities={self.modalities!r} is not valid: choose one of {', '.join(MODALITIES)}")
         if not _is_int(self.num_classes) or self.num_classes < 1:

@@ -37,10 +37,12 @@ class InputSpec:
     """Name of the audio front-end in ``lavish.media.audio.AUDIO_FRONTENDS``."""
 
 
-TASKS = ("ave", "avs", "avqa")
+TASKS = ("ave", "avs", "avqa", "avvp")
 
+#: task -> its audio front-end where it has none of its own: AVVP cuts 1-s segments like AVE
+TASK_FRONTEND = {"avvp": "ave"}
 #: (family, task) -> audio front-end where it is not the task's own (the authors' ViT AVE front-end)
-FRONTEND_OF = {("vit", "ave"): "ave_vit"}
+FRONTEND_OF = {("vit", "ave"): "ave_vit", ("vit", "avvp"): "ave_vit"}
 
 
 @dataclass(frozen=True)
@@ -92,4 +94,5 @@ def input_spec(backbone: str, task: str = "ave") -> InputSpec:
     info = describe(backbone)
     if info.micro:
         return InputSpec(frame_size=info.img_size, audio_frontend="micro")
-    return InputSpec(frame_size=info.img_size, audio_frontend=FRONTEND_OF.get((info.family, task), task))
+    own = TASK_FRONTEND.get(task, task)
+    return InputSpec(frame_size=info.img_size, audio_frontend=FRONTEND_OF.get((info.family, task), own))

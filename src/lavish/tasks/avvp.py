@@ -8,7 +8,8 @@ video-level prediction the loss sees.
 
 Recipe (the benchmark's ``main_avvp.py``): Adam, lr 3e-4 for the head, StepLR (x0.1 every 10 epochs), 40 epochs,
 16 clips per batch, seed 1; loss = BCE of the video-level prediction plus BCE of each modality's video-level
-prediction against the labels, the visual one smoothed (0.9 y + 0.05; :func:`lavish.models.avvp.avvp_loss`).
+prediction against the labels, the visual one smoothed (0.9 y + 0.05; :func:`lavish.models.avvp.avvp_loss`;
+``--no-label-smoothing`` trains on the hard labels).
 The best epoch is the one with the best validation segment-level Type@AV F1, as the benchmark's script.
 The adapters (which the benchmark does not have) train at lr 5e-5, LAVISH's AVE adapter rate.
 
@@ -24,7 +25,6 @@ Where we differ from the benchmark, on purpose:
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,13 +39,10 @@ from lavish.data.prepare import prepare_avvp
 from lavish.errors import ConfigError
 from lavish.media.frames import normalize_frames
 from lavish.models.avvp import AvvpModel, AvvpModelConfig, avvp_loss
-from lavish.tasks.avvp_metrics import METRIC_KEYS, AvvpMetrics, clip_scores
+from lavish.tasks.avvp_metrics import (CLIP_KEYS, METRIC_KEYS, THRESHOLD, AvvpMetrics, clip_predictions, clip_scores,
+                                      extract_events, summarize)
 from lavish.tasks.base import DemoOptions, Evaluation, Option, Task, TaskModule, TrainResult
 from lavish.tasks.runner import SplitDataModule, TrainConfig
-
-THRESHOLD = 0.5
-"""a class is predicted (per second, per modality, and per video) at probability >= 0.5, as the benchmark"""
-
 
 @dataclass
 class AvvpTrainConfig(TrainConfig):
@@ -93,9 +90,10 @@ class AvvpDataModule(SplitDataModule):
 
 
 class AvvpF1(Metric):
-    """One of the benchmark's ten numbers (``key`` of :data:`METRIC_KEYS`), as a torchmetrics Metric: the sum of
-    the per-clip scores and the number of clips, summed over processes (exact under DDP with the unpadded
-    evaluation sampler), then 100 x mean."""
+    """One of the benchmark's ten numbers (``key`` of :data:`METRIC_KEYS`) as a torchmetrics Metric for the
+    validation epoch: sums of the per-clip F values (:data:`CLIP_KEYS`) and the number of clips, summed over
+    processes (so exact under DDP with the unpadded evaluation sampler), then :func:`summarize` of their means.
+    Clips without per-second labels (train, weak labels only) are not counted."""
 
     full_state_update = False
 
@@ -104,29 +102,24 @@ class AvvpF1(Metric):
         if key not in METRIC_KEYS:
             raise ValueError(f"unknown AVVP metric {key!r}")
         self.key = key
-        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros(len(CLIP_KEYS), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("clips", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, out, batch: dict) -> None:  # type: ignore[override]
-        for scores in batch_scores(out, batch):
-            self.total += scores[self.key]
+        arrays = [x.detach().float().cpu().numpy() for x in (out.audio_prob, out.visual_prob, out.global_prob)]
+        audio_gt, visual_gt = batch["audio_labels"].cpu().numpy(), batch["visual_labels"].cpu().numpy()
+        for i in range(len(audio_gt)):
+            if (audio_gt[i] < 0).any():  # a weakly labelled clip
+                continue
+            scores = clip_scores(*clip_predictions(arrays[0][i], arrays[1][i], arrays[2][i]), audio_gt[i],
+                                 visual_gt[i])
+            self.total += torch.tensor([scores[k] for k in CLIP_KEYS], dtype=torch.float64, device=self.total.device)
             self.clips += 1
 
     def compute(self) -> torch.Tensor:
-        return (100.0 * self.total / self.clips.clamp(min=1)).float()
-
-
-def batch_scores(out, batch: dict) -> list[dict]:
-    """Per-clip benchmark scores of a batch (clips with per-second labels only; train clips have none)."""
-    audio_gt, visual_gt = batch["audio_labels"], batch["visual_labels"]
-    arrays = [x.detach().float().cpu().numpy() for x in (out.audio_prob, out.visual_prob, out.global_prob)]
-    scores = []
-    for i in range(audio_gt.shape[0]):
-        if bool((audio_gt[i] < 0).any()):  # a weakly labelled (train) clip
-            continue
-        scores.append(clip_scores(arrays[0][i], arrays[1][i], arrays[2][i], audio_gt[i].numpy(),
-                                  visual_gt[i].numpy()))
-    return scores
+        if not self.clips:
+            return torch.tensor(float("nan"))
+        return torch.tensor(summarize((self.total / self.clips).cpu().numpy()[None])[self.key], dtype=torch.float32)
 
 
 class AvvpEvaluation(Evaluation):
@@ -137,12 +130,11 @@ class AvvpEvaluation(Evaluation):
         self.metrics = AvvpMetrics()
 
     def update(self, out, batch: dict) -> None:
-        self.metrics.update(*(x.detach().float().cpu().numpy() for x in (out.audio_prob, out.visual_prob,
-                                                                           out.global_prob)),
-                            batch["audio_labels"].numpy(), batch["visual_labels"].numpy())
+        self.metrics.update(out.audio_prob, out.visual_prob, out.global_prob, batch["audio_labels"],
+                            batch["visual_labels"])
 
     def result(self) -> dict:
-        return {"split": self.split, **self.metrics.compute()}
+        return {"split": self.split, "clips": self.metrics.num_clips, **self.metrics.compute()}
 
 
 #: (result key, title) of the eval table: rows segment / event, columns audio, visual, AV, Type@AV, Event@AV
@@ -177,9 +169,10 @@ class AvvpTask(Task):
         Option(("--step-size",), {"type": int, "metavar": "EPOCHS",
                                   "help": "multiply the learning rates by --gamma every EPOCHS epochs (default 10)"}),
         Option(("--gamma",), {"type": float, "help": "learning-rate decay factor (default 0.1)"}),
-        Option(("--visual-smoothing",), {
-            "type": float, "metavar": "V", "help": "modality-aware label smoothing of the visual video-level target: "
-                                                   "V*y + (1-V)/2 (default 0.9, the benchmark's; 1 = none)"}),
+        Option(("--no-label-smoothing",), {
+            "dest": "label_smoothing", "action": "store_false", "default": None,
+            "help": "train the per-modality terms on the hard labels (default: the benchmark's modality-aware "
+                    "smoothing, visual targets 0.95 / 0.05)"}),
         Option(("--csv-dir",), {"type": Path, "metavar": "DIR",
                                 "help": "folder of the five AVVP_*.csv files (default: beside the clips)"},
                commands=("prepare",)),
@@ -212,7 +205,7 @@ class AvvpTask(Task):
         return model(batch["audio"], normalize_frames(batch["frames"]))
 
     def model_loss(self, model: AvvpModel, out, batch: dict) -> torch.Tensor:
-        return avvp_loss(out, batch["labels"], visual_smoothing=model.config.visual_smoothing)
+        return avvp_loss(out, batch["labels"], label_smoothing=model.config.label_smoothing)
 
     def metrics(self, stage: str, model: AvvpModel) -> dict:
         if stage == "train":  # weak labels only: no per-second ground truth
@@ -268,17 +261,18 @@ class AvvpTask(Task):
         heard, seen, windows = [], [], []
         for s in range(0, len(frames), window):
             out = model(audio[s:s + window][None], normalize_frames(frames[s:s + window])[None])
-            video_on = out.global_prob[0] >= THRESHOLD
-            heard.append((out.audio_prob[0] >= THRESHOLD) & video_on)
-            seen.append((out.visual_prob[0] >= THRESHOLD) & video_on)
-            windows.append({"start": s, "labels": {classes[k]: round(float(out.global_prob[0, k]), 4)
-                                                   for k in torch.nonzero(video_on).flatten().tolist()}})
-        heard_np, seen_np = torch.cat(heard).numpy(), torch.cat(seen).numpy()
+            h, v = clip_predictions(out.audio_prob[0], out.visual_prob[0], out.global_prob[0])
+            heard.append(h)
+            seen.append(v)
+            probs = out.global_prob[0].float()
+            windows.append({"start": s, "labels": {classes[k]: round(float(probs[k]), 4)
+                                                   for k in torch.nonzero(probs >= THRESHOLD).flatten().tolist()}})
+        heard_np, seen_np = np.concatenate(heard).astype(bool), np.concatenate(seen).astype(bool)
         seconds = [{"second": t, "heard": [classes[k] for k in np.flatnonzero(heard_np[t])],
                     "seen": [classes[k] for k in np.flatnonzero(seen_np[t])]} for t in range(len(heard_np))]
         events = [{"label": classes[k], "modality": modality, "onset": a, "offset": b}
                   for modality, grid in (("audio", heard_np), ("visual", seen_np))
-                  for k in range(grid.shape[1]) for a, b in runs(grid[:, k])]
+                  for k in range(grid.shape[1]) for a, b in extract_events(grid[:, k])]
         result = {"video": str(video), "duration": clip.duration, "has_audio": clip.has_audio, "seconds": seconds,
                   "events": events, "windows": windows}
         if plot is not None:
@@ -342,12 +336,6 @@ class AvvpTask(Task):
         print(f"plot: {pred['plot']}; table: {out / 'results.json'}; {time.monotonic() - start:.0f} s in all")
         print(self.real_run)
         return 0
-
-
-def runs(active: np.ndarray) -> list[tuple[int, int]]:
-    """(onset, offset) of each run of consecutive True seconds, offset exclusive: [0,1,1,0,1] -> [(1,3), (4,5)]."""
-    edges = np.diff(np.concatenate([[0], np.asarray(active, dtype=np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
 
 
 #: the demo's two runs: name -> modalities
