@@ -11,5 +11,5 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 @pytest.fixture(scope="session")
 def reference_data() -> Path:
-    """tests/fixtures: ``ave/`` and ``music-avqa/`` hold real annotation files (each folder's README: source)."""
+    """tests/fixtures: ``ave/``, ``music-avqa/`` and ``llp/`` hold real annotation files (each folder's README: source)."""
     return FIXTURES

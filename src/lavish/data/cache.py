@@ -9,6 +9,8 @@ front-end, spec 2.2-2.3) so that training reads arrays instead of decoding mp4s 
     <cache>/done/<id>.json         {"has_audio": ..., "duration": ...}: written after both arrays, marks the video done
     <cache>/videos.json            one item per annotation row: {"video_id", "row", "category", "has_audio"}
     <cache>/labels.npy             (items, T) int64 per-segment class, background = len(classes)
+                                   (AVVP: (items, 2, T, C) int64 [audio, visual] per-second labels, -1 for train)
+    <cache>/video_labels.npy       AVVP only: (items, C) int64 video-level (weak) labels
     <cache>/failed.tsv             video_id, path, reason of the videos that could not be prepared
     <cache>/extra_audio.npy        optional (items, T, E) float32 per-second features (AVE Table 8, VGGish)
     <cache>/manifest.json          settings + classes + splits (item indices) + failures, written LAST
@@ -48,6 +50,8 @@ LABELS = "labels.npy"
 FAILED = "failed.tsv"
 EXTRA_AUDIO = "extra_audio.npy"
 """optional (items, T, E) float32 extra per-second audio features (AVE Table 8), aligned with videos.json"""
+VIDEO_LABELS = "video_labels.npy"
+"""AVVP: (items, C) int64 video-level labels, aligned with videos.json"""
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")  # YouTube ids may start with - or _
 
 
@@ -273,3 +277,37 @@ class AveCacheDataset(Dataset):
             "video_id": vid,
             "has_audio": bool(item["has_audio"]),
         }
+
+
+class AvvpCacheDataset(AveCacheDataset):
+    """One split of a prepared AVVP (LLP) cache (:func:`lavish.data.prepare.prepare_avvp`).
+
+    ``ds[i]`` -> dict(frames=uint8 (T,H,W,3), audio=float32 (T,F,M), labels=float32 (C,) video-level multi-hot,
+    audio_labels=int64 (T,C), visual_labels=int64 (T,C) per-second labels (-1 everywhere for train clips),
+    index, video_id, has_audio) with T = 10, C = 25.
+    """
+
+    def __init__(self, cache_dir: Path | str, split: str) -> None:
+        super().__init__(cache_dir, split)
+        if self.manifest.get("task") != "avvp":
+            raise DataError(f"{self.cache_dir}: cache was prepared for task {self.manifest.get('task')!r}, not 'avvp'")
+        path = self.cache_dir / VIDEO_LABELS
+        try:
+            self.video_labels = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as err:
+            raise DataError(f"{path}: unreadable ({err}); prepare the cache again") from None
+        classes = len(self.manifest["classes"])
+        steps = self.manifest["num_segments"]
+        if self.labels.shape[1:] != (2, steps, classes) or self.video_labels.shape != (len(self.items), classes):
+            raise DataError(
+                f"{self.cache_dir}: {LABELS} has shape {self.labels.shape} and {VIDEO_LABELS} "
+                f"{self.video_labels.shape}, expected (items, 2, {steps}, {classes}) and ({len(self.items)}, "
+                f"{classes}); prepare the cache again"
+            )
+
+    def __getitem__(self, i: int) -> dict:
+        item = super().__getitem__(i)
+        per_second = item["labels"]
+        item["labels"] = torch.from_numpy(np.array(self.video_labels[item["index"]], dtype=np.float32))
+        item["audio_labels"], item["visual_labels"] = per_second[0], per_second[1]
+        return item
