@@ -182,7 +182,7 @@ def _parse_setting(text: str) -> tuple[str, Any]:
     return name.strip().replace("-", "_"), parsed
 
 
-def adapter_from_args(args: argparse.Namespace, task: str) -> AdapterConfig:
+def adapter_from_args(args: argparse.Namespace, default_preset: str) -> AdapterConfig:
     """The AdapterConfig the options describe: the task preset's LAVISH/bottleneck settings, then the options.
 
     An option the adapter kind has no setting for is refused (``--latents`` with ``--adapter lora``), as is a
@@ -192,7 +192,7 @@ def adapter_from_args(args: argparse.Namespace, task: str) -> AdapterConfig:
     kind = args.adapter
     cls = ADAPTERS[kind]
     fields = {f.name for f in dataclasses.fields(cls)}
-    preset = PRESETS[args.preset or task]
+    preset = PRESETS[args.preset or default_preset]
     base = {k: v for k, v in dataclasses.asdict(preset).items() if k in fields}
     if args.preset and not base:
         raise ConfigError(f"--preset {args.preset} does not apply to adapter {kind!r}: presets set LAVISH / bottleneck "
@@ -245,7 +245,7 @@ def model_config_from_args(task, args: argparse.Namespace, task_values: dict | N
     """The task's model config: the model options, then the task's own model settings."""
     from lavish.tasks.base import check_modalities
 
-    adapter = adapter_from_args(args, task.name)  # also fills the model defaults
+    adapter = adapter_from_args(args, task.preset)  # also fills the model defaults
     check_modalities(task, args.modalities)
     check_cross_modal_options(args, adapter)
     checkpointing = getattr(args, "checkpointing", None)

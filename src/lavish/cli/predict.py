@@ -1,6 +1,7 @@
 """``lavish predict VIDEO... --checkpoint FILE``: run a trained model on your own videos.
 
-The task is the adapter file's: AVE prints a label per second (``--plot``: a timeline PNG), AVS writes a mask per
+The task is the adapter file's: AVE prints a label per second (``--plot``: a timeline PNG), AVVP the events heard
+and the events seen in each second (``--plot``: a timeline with an audio and a visual row), AVS writes a mask per
 second and a contact sheet (``--out DIR``), AVQA models answer questions instead (``lavish ask``). One video that
 cannot be read is reported and the others go on (exit 1); ``--json`` prints a list, one entry per video.
 """
@@ -21,13 +22,13 @@ OUTPUT_OPTIONS = {"plot": "--plot", "out": "--out"}
 
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="run a trained model on your videos (AVE: label every second)",
+    p = sub.add_parser("predict", help="run a trained model on your videos (AVE: label every second; AVVP: heard / seen events)",
                        description=__doc__)
     p.add_argument("videos", nargs="+", metavar="VIDEO")
     p.add_argument("--checkpoint", required=True, help="adapter file (best.safetensors of a run)")
     p.add_argument("--backbone-weights", help="local timm checkpoint of the backbone, if the run used one")
     p.add_argument("--json", action="store_true", help="print a JSON list, one entry per video")
-    p.add_argument("--plot", help="AVE: timeline PNG (several videos: the video's stem is appended)")
+    p.add_argument("--plot", help="AVE, AVVP: timeline PNG (several videos: the video's stem is appended)")
     p.add_argument("--out", help="AVS: folder for the mask PNGs and contact sheets")
     seen = {"--plot", "--out"}
     g = p.add_argument_group("task options")

@@ -317,7 +317,6 @@ def prepare_avqa(root: Path | str, out: Path | str, *, frame_size: tuple[int, in
 
 
 #: task -> prepare function (same keyword signature); the CLI looks tasks up here
-PREPARERS = {"ave": prepare_ave, "avqa": prepare_avqa}
 
 
 # ----------------------------------------------------------------------------------------------------- AVSBench
@@ -459,7 +458,6 @@ def prepare_avs(root: Path | str, out: Path | str, *, frame_size: tuple[int, int
     return report
 
 
-PREPARERS["avs"] = prepare_avs
 
 
 # ----------------------------------------------------------------------------------------------------- LLP (AVVP)
@@ -517,4 +515,3 @@ def prepare_avvp(root: Path | str, out: Path | str, *, frame_size: tuple[int, in
     return report
 
 
-PREPARERS["avvp"] = prepare_avvp

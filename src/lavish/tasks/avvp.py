@@ -159,6 +159,7 @@ class AvvpTask(Task):
     train_config_cls = AvvpTrainConfig
     data_module_cls = AvvpDataModule
     prepare = staticmethod(prepare_avvp)
+    adapter_preset = "ave"  # 1-s segments of both streams, as AVE
     monitor = "seg_type_av"
     summary = (("seg_type_av", "segment-level Type@AV F1"), ("event_type_av", "event-level Type@AV F1"),
                ("seg_audio", "audio F1"), ("seg_visual", "visual F1"), ("seg_av", "audio-visual F1"))
@@ -299,17 +300,19 @@ class AvvpTask(Task):
         from lavish.models.adapters import PRESETS
         from lavish.tasks.base import evaluate, load, train
 
-        if options.videos < 10:
-            raise ConfigError(f"videos={options.videos} is not valid: the demo needs at least 10 (train/val/test "
-                              "splits)")
+        if options.videos < 12:
+            raise ConfigError(f"videos={options.videos} is not valid: the demo needs at least 12 (train/val/test "
+                              "splits of 3 clips or more)")
         start = time.monotonic()
         backbone = options.backbone or self.demo_backbone
         out = Path(options.out)
         data, cache = out / "data", out / "cache"
         print(f"[1/5] synthetic LLP-layout dataset: {options.videos} clips, {options.classes} classes -> {data}")
         if not (data / "AVVP_train.csv").exists():
-            make_synthetic_llp(data, num_videos=options.videos, num_classes=options.classes, seed=options.seed,
-                               workers=options.workers)
+            held_out = max(3, options.videos // 5)
+            make_synthetic_llp(data, num_train=options.videos - 2 * held_out, num_val=held_out, num_test=held_out,
+                               num_classes=options.classes, seed=options.seed, workers=options.workers,
+                               progress=options.progress)
         self.demo_cache(data, cache, backbone, options, "2/5")
         rows = {}
         for name, modalities in DEMO_VARIANTS.items():
@@ -329,7 +332,7 @@ class AvvpTask(Task):
         write_json(out / "results.json", rows)
         _, model, meta = load(out / "runs" / "av" / "best.safetensors")
         ds = AvvpCacheDataset(cache, "test")
-        video = next((data / "video").glob(f"{ds.items[ds.indices[0]]['video_id']}.*"))
+        video = data / "LLP_dataset" / "video" / f"{ds.items[ds.indices[0]]['video_id']}.mp4"
         pred = self.predict(model, meta, video, plot=out / "timeline.png")
         print(f"[5/5] predict {video}: " + "; ".join(
             f"{e['label']} {e['modality']} {e['onset']}-{e['offset']} s" for e in pred["events"]) or "no event")

@@ -129,6 +129,8 @@ class Task:
     options: ClassVar[tuple[Option, ...]] = ()
     data_options: ClassVar[tuple[str, ...]] = ()
     """dests of :attr:`options` that go to :meth:`data_module` (e.g. AVS ``subset``), not to a config"""
+    adapter_preset: ClassVar[str | None] = None
+    """the adapter preset (:data:`lavish.models.adapters.PRESETS`) the task's models start from; None: its name"""
     lr_help: ClassVar[str] = "learning rate of everything trainable"
     predict_outputs: ClassVar[tuple[str, ...]] = ()
     """what :meth:`predict` can write besides its result: "plot" (a PNG per video), "out" (a folder of files)"""
@@ -146,6 +148,11 @@ class Task:
         import sys
 
         return sys.modules[type(self).__module__].__doc__ or self.title
+
+    @property
+    def preset(self) -> str:
+        """Name of the adapter preset that ``--preset`` defaults to for this task."""
+        return self.adapter_preset or self.name
 
     # ------------------------------------------------------------------------------------------------- data
     def data_module(self, data: str | Path, *, backbone: str, batch_size: int, seed: int = 0, num_workers: int = 0,

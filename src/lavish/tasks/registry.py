@@ -7,10 +7,11 @@ from lavish.errors import ConfigError
 from lavish.tasks.ave import AveTask
 from lavish.tasks.avqa import AvqaTask
 from lavish.tasks.avs import AvsTask
+from lavish.tasks.avvp import AvvpTask
 from lavish.tasks.base import Task
 
 #: every task, in the order the CLI lists them
-TASKS: dict[str, Task] = {task.name: task for task in (AveTask(), AvsTask(), AvqaTask())}
+TASKS: dict[str, Task] = {task.name: task for task in (AveTask(), AvsTask(), AvqaTask(), AvvpTask())}
 
 
 def get_task(name: str) -> Task:
