@@ -1,0 +1,121 @@
+"""Benchmark: what one AVVP training step costs (time, peak memory, saved activations) on a given backbone.
+
+A step = the whole LLP model (LAVISH backbone, AVE adapter preset, HAN head) on ``--clips`` 10-second clips (10
+one-second segments of both streams each), the benchmark's loss (with its label smoothing), backward and an Adam
+step, in float32 on the CPU (or ``--device cuda`` with ``--precision bf16-mixed``). Each setting runs in a fresh
+subprocess (its peak RSS is the step's memory, interpreter and weights included), median of ``--repeats`` steps
+after one warm-up step. Prints a table and writes JSON (``--out``, default bench-results/avvp_step_<backbone>.json).
+
+    python benchmarks/avvp_step.py --backbone swinv2_base_window12_192 --clips 1 2 [--checkpointing adapters]
+
+From the step time the table extrapolates one epoch of LLP's 10,000 training clips at the benchmark's batch of 16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LLP_TRAIN_CLIPS = 10_000
+
+
+def child(backbone: str, clips: int, checkpointing: str, repeats: int, device: str, precision: str) -> dict:
+    import torch
+
+    from lavish.models.avvp import AvvpModel, AvvpModelConfig, avvp_loss
+    from lavish.models.input_spec import input_spec
+    from lavish.media.audio import get_frontend
+
+    torch.manual_seed(0)
+    spec = input_spec(backbone, "avvp")
+    frontend = get_frontend(spec.audio_frontend)
+    model = AvvpModel(AvvpModelConfig(backbone=backbone, checkpointing=checkpointing)).to(device).train()
+    audio = torch.randn(clips, 10, frontend.target_frames, frontend.num_mel_bins, device=device)
+    frames = torch.randn(clips, 10, 3, *spec.frame_size, device=device)
+    labels = (torch.rand(clips, 25, device=device) < 0.1).float()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=1e-4)
+    autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
+                              enabled=precision == "bf16-mixed")
+    saved = []
+
+    def pack(t):
+        saved.append(t.untyped_storage().nbytes() if not isinstance(t, torch.nn.Parameter) else 0)
+        return t
+
+    def step(measure_saved: bool = False) -> float:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with autocast:
+            if measure_saved:
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                    out = model(audio, frames)
+            else:
+                out = model(audio, frames)
+            loss = avvp_loss(out, labels, label_smoothing=True)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    step(measure_saved=True)
+    times = [step() for _ in range(repeats)]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"backbone": backbone, "clips": clips, "segments": 10 * clips, "checkpointing": checkpointing,
+            "trainable": sum(p.numel() for p in params), "step_s": statistics.median(times),
+            "peak_rss_mb": peak, "rss_before_step_mb": before, "saved_mb": sum(saved) / 2**20,
+            "threads": torch.get_num_threads(), "device": device, "precision": precision}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default="swinv2_base_window12_192")
+    p.add_argument("--clips", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--checkpointing", nargs="+", default=["none"], choices=("none", "adapters", "blocks"))
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="32", choices=("32", "bf16-mixed"))
+    p.add_argument("--out", type=Path)
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        clips, ckpt = args.child.split(":")
+        print(json.dumps(child(args.backbone, int(clips), ckpt, args.repeats, args.device, args.precision)))
+        return
+    rows = []
+    for ckpt in args.checkpointing:
+        for clips in args.clips:
+            cmd = [sys.executable, __file__, "--backbone", args.backbone, "--repeats", str(args.repeats),
+                   "--device", args.device, "--precision", args.precision, "--child", f"{clips}:{ckpt}"]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"step with {clips} clips, checkpointing {ckpt} failed: {done.stderr.strip().splitlines()[-1]}")
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"AVVP training step, {args.backbone}, {args.device} {args.precision}, "
+          f"{rows[0]['threads']} threads, {platform.processor() or platform.machine()}")
+    print(f"{'clips':>5} {'ckpt':>9} {'step s':>8} {'s/clip':>7} {'peak RSS MB':>12} {'saved MB':>9} "
+          f"{'epoch h (10k clips)':>20}")
+    for r in rows:
+        per_clip = r["step_s"] / r["clips"]
+        print(f"{r['clips']:>5} {r['checkpointing']:>9} {r['step_s']:>8.2f} {per_clip:>7.2f} {r['peak_rss_mb']:>12.0f} "
+              f"{r['saved_mb']:>9.0f} {per_clip * LLP_TRAIN_CLIPS / 3600:>20.1f}")
+    out = args.out or Path("bench-results") / f"avvp_step_{args.backbone}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rows": rows, "machine": platform.machine(), "python": platform.python_version()},
+                              indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
