@@ -260,6 +260,10 @@ def model_config_from_args(task, args: argparse.Namespace, task_values: dict | N
     if fused and not adapter.has_slots:
         raise ConfigError(f"--fused-adapters does not apply to adapter {adapter.kind!r}, which adds no adapter modules "
                           "to fuse")
+    if fused:
+        from lavish.models.backbone import fused_adapters_mode
+
+        fused_adapters_mode(fused)  # cuda-graphs without a CUDA GPU: one line, before anything is built
     values = {"backbone": args.backbone, "adapter": adapter, "modalities": args.modalities,
               "checkpointing": checkpointing or False, "fused_adapters": fused or False}
     values.update(task.model_settings(task_values or {}))
