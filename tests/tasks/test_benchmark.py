@@ -24,6 +24,28 @@ def test_split_variant_and_unknown_names():
         split_variant("floor+fast")
     with pytest.raises(ValueError, match="needs adapters"):
         split_variant("floor+ackpt")
+    assert split_variant("lavish2+fused") == ("lavish2", frozenset({"fused"}))
+    with pytest.raises(ValueError, match="need adapter modules"):
+        split_variant("floor+fused")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"\+graphs replays CUDA graphs, which needs --device cuda"):
+            BenchConfig(variants=("floor", "lavish2+graphs"))
+
+
+def test_kernel_count_is_deterministic_and_adapters_add_kernels_not_syncs():
+    """The kernel column: the same count for the same step every time (no timing); LAVISH launches more kernels
+    than the frozen floor, and its adapters add no host sync."""
+    batch = benchmark.make_batch(MICRO, 1)
+    counts = {}
+    for name in ("floor", "lavish2"):
+        torch.manual_seed(0)
+        stepper = benchmark.Stepper(benchmark.build(name, MICRO), "32")
+        stepper.step(batch)
+        first, second = benchmark.step_kernels(stepper, batch), benchmark.step_kernels(stepper, batch)
+        assert first == second and first["kernels"] > 0
+        counts[name] = first
+    assert counts["floor"]["kernels"] < counts["lavish2"]["kernels"]
+    assert counts["lavish2"]["syncs"] == counts["floor"]["syncs"]
 
 
 def test_cuda_refused_without_gpu():
@@ -43,6 +65,7 @@ def test_run_measures_every_variant_with_real_steps():
     for r in v.values():
         assert len(r["all_s"]) == 2 and all(t > 0 for t in r["all_s"])
         assert r["gflops_per_step"] > 0 and 0 < r["fraction_of_gemm_peak"]
+        assert r["kernels"] > 0 and r["syncs"] >= 0
     # the adapters' GEMMs are small next to the frozen blocks' (their attention is not counted on the CPU; the
     # floor's backward also runs through the first block to the patch tokens, which LAVISH's need not):
     # same FLOPs within 10 %; checkpointing recomputes the forward, so it counts more than without
@@ -53,6 +76,7 @@ def test_run_measures_every_variant_with_real_steps():
     assert v["floor+ckpt"]["saved_mb"] < v["floor"]["saved_mb"] < v["lavish2"]["saved_mb"]
     assert result["ackpt_saved_ratio"] <= 1.1 and result["saved_ratio"] > 1.2
     assert result["time_ratio"] == pytest.approx(v["lavish2"]["step_s"] / v["floor"]["step_s"])
+    assert result["kernel_ratio"] == v["lavish2"]["kernels"] / v["floor"]["kernels"] > 1
     assert result["eval"]["segments_per_s"] > 0 and result["eval"]["predict_10s_clip_s"] > 0
     sweep = result["adapter_gflops_per_segment"]
     assert sweep["m=1"] < sweep["m=2"] < sweep["m=64"]  # Fig. 4: cost grows with latent tokens

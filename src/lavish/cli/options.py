@@ -81,6 +81,10 @@ def add_train_options(parser: argparse.ArgumentParser, task) -> None:
     t.add_argument("--checkpointing", nargs="?", const="blocks", choices=("adapters", "blocks"),
                    help="activation checkpointing: recompute the adapters only (most of the memory saving for a few "
                         "%% of time) or whole blocks (least memory); bare --checkpointing = blocks")
+    t.add_argument("--fused-adapters", nargs="?", const="compile", choices=("compile", "cuda-graphs"),
+                   help="run each adapter position of a training step as one torch.compile region (same maths, "
+                        "fewer kernels; the first steps compile); cuda-graphs: also replay them as CUDA graphs "
+                        "(a GPU only); bare --fused-adapters = compile")
     t.add_argument("--resume", action="store_true", default=None,
                    help="continue the run in --out from its last checkpoint")
     t.add_argument("--no-progress", dest="progress", action="store_false", default=None)
@@ -252,8 +256,16 @@ def model_config_from_args(task, args: argparse.Namespace, task_values: dict | N
     if checkpointing == "adapters" and not adapter.has_slots:
         raise ConfigError(f"--checkpointing adapters does not apply to adapter {adapter.kind!r}, which adds no adapter "
                           "modules to recompute: use --checkpointing blocks")
+    fused = getattr(args, "fused_adapters", None)
+    if fused and not adapter.has_slots:
+        raise ConfigError(f"--fused-adapters does not apply to adapter {adapter.kind!r}, which adds no adapter modules "
+                          "to fuse")
+    if fused:
+        from lavish.models.backbone import fused_adapters_mode
+
+        fused_adapters_mode(fused)  # cuda-graphs without a CUDA GPU: one line, before anything is built
     values = {"backbone": args.backbone, "adapter": adapter, "modalities": args.modalities,
-              "checkpointing": checkpointing or False}
+              "checkpointing": checkpointing or False, "fused_adapters": fused or False}
     values.update(task.model_settings(task_values or {}))
     fields = {f.name for f in dataclasses.fields(task.model_config_cls)}
     unknown = sorted(set(values) - fields)

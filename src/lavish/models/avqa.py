@@ -66,6 +66,9 @@ class AvqaModelConfig(TaskModelConfig):
     """train the backbone's LayerNorms (the authors' --is_vit_ln 1)"""
     checkpointing: bool | str = False
     """recompute in backward: "none", "adapters" or "blocks" (True = "blocks"); see backbone.CHECKPOINTING"""
+    fused_adapters: bool | str = False
+    """run each adapter position of a training step as one compiled region: "none", "compile" or
+    "cuda-graphs" (True = "compile"); see backbone.FUSED_ADAPTERS"""
 
     def __post_init__(self) -> None:
         if self.modalities not in MODALITIES:

@@ -62,6 +62,27 @@ def checkpointing_mode(value: bool | str) -> str:
     return value
 
 
+#: how the adapters run (``fused_adapters=``): "none": eager PyTorch, one kernel per operator (the reference);
+#: "compile": each adapter position (both streams' fusion and bottleneck) is one ``torch.compile`` region (inductor,
+#: ``fullgraph=True``, static shapes), whose elementwise and normalisation passes are fused into few kernels, forward
+#: and backward; "cuda-graphs": the same regions compiled with ``mode="reduce-overhead"``, which also replays them as
+#: CUDA graphs (a GPU only). Only training steps use the compiled regions (evaluation runs eager). True = "compile".
+FUSED_ADAPTERS = ("none", "compile", "cuda-graphs")
+
+
+def fused_adapters_mode(value: bool | str) -> str:
+    """``fused_adapters=`` value -> one of :data:`FUSED_ADAPTERS`; ConfigError for anything else or for CUDA graphs
+    on a machine without a CUDA GPU."""
+    if isinstance(value, bool):
+        return "compile" if value else "none"
+    if value not in FUSED_ADAPTERS:
+        raise ConfigError(f"fused_adapters={value!r} is not valid: choose one of {', '.join(FUSED_ADAPTERS)}")
+    if value == "cuda-graphs" and not torch.cuda.is_available():
+        raise ConfigError("fused_adapters='cuda-graphs' needs a CUDA GPU, and torch sees none on this machine: use "
+                          "'compile'")
+    return value
+
+
 #: backbones named in the paper, for ``lavish info`` and the docs
 PAPER_BACKBONES = ("vit_base_patch16_224", "vit_large_patch16_224", "swinv2_base_window12_192",
                    "swinv2_large_window12_192")
@@ -130,6 +151,8 @@ class LavishBackbone(nn.Module):
         checkpointing: what to recompute in the backward pass (less memory, more time): "none", "adapters",
             "blocks" (see :data:`CHECKPOINTING`); True = "blocks".
         batch_streams: run the frozen parts of a block on both streams as one batch when shapes allow.
+        fused_adapters: run each adapter position of a training step as one compiled region: "none", "compile",
+            "cuda-graphs" (see :data:`FUSED_ADAPTERS`); True = "compile". Same maths, fewer kernels.
         train_norms: also train the backbone's LayerNorms (the authors' AVQA run, ``--is_vit_ln 1``).
     """
 
@@ -141,6 +164,7 @@ class LavishBackbone(nn.Module):
         modalities: str = "av",
         checkpointing: bool | str = False,
         batch_streams: bool = True,
+        fused_adapters: bool | str = False,
         train_norms: bool = False,
     ) -> None:
         super().__init__()
@@ -151,6 +175,7 @@ class LavishBackbone(nn.Module):
         self.adapter_config = adapter if adapter is not None else LavishConfig()
         self.modalities = modalities
         self.checkpointing = checkpointing
+        self.fused_adapters = fused_adapters
         self.batch_streams = batch_streams
         self.units: list[Unit] = self.family.units()
         self.slots = nn.ModuleList(self.adapter_config.build_slots(u.dim, modalities) for u in self.units)
@@ -172,6 +197,27 @@ class LavishBackbone(nn.Module):
     @checkpointing.setter
     def checkpointing(self, value: bool | str) -> None:
         self._checkpointing = checkpointing_mode(value)
+
+    @property
+    def fused_adapters(self) -> str:
+        """How a training step runs the adapters: one of :data:`FUSED_ADAPTERS` (settable, also with a bool)."""
+        return self._fused_adapters
+
+    @fused_adapters.setter
+    def fused_adapters(self, value: bool | str) -> None:
+        self._fused_adapters = fused_adapters_mode(value)
+        self.__dict__["_compiled"] = {}  # not a submodule: compiled functions are rebuilt, never saved
+
+    def _compiled_deltas(self, position: nn.Module):
+        """``position.deltas`` as one compiled region (built on first use; keyed by the module itself, so that a
+        deep copy of this backbone compiles its own adapters)."""
+        cache = self.__dict__.setdefault("_compiled", {})
+        entry = cache.get(id(position))
+        if entry is None or entry[0] is not position:
+            mode = "reduce-overhead" if self.fused_adapters == "cuda-graphs" else None
+            entry = cache[id(position)] = (position, torch.compile(position.deltas, fullgraph=True, dynamic=False,
+                                                                    mode=mode))
+        return entry[1]
 
     @property
     def num_features(self) -> int:
@@ -223,12 +269,16 @@ class LavishBackbone(nn.Module):
         return _add_rows(fam.mlp_residual(unit.block, x, grid), deltas, n_audio)
 
     def _deltas(self, position: nn.Module, pre: Streams) -> Streams:
-        """What one adapter position adds to each stream; recomputed in backward under "adapters" checkpointing."""
-        if self.checkpointing == "adapters" and torch.is_grad_enabled() and _has_parameters(position):
+        """What one adapter position adds to each stream; recomputed in backward under "adapters" checkpointing;
+        one compiled region in a training step under ``fused_adapters``."""
+        grad = torch.is_grad_enabled() and _has_parameters(position)
+        fused = grad and self.training and self.fused_adapters != "none"
+        deltas = self._compiled_deltas(position) if fused else position.deltas
+        if self.checkpointing == "adapters" and grad:
             # the inputs are views of tensors the frozen block keeps for its own backward: nothing new is stored
-            return checkpoint(position.deltas, pre, use_reentrant=False,
+            return checkpoint(deltas, pre, use_reentrant=False,
                               context_fn=lambda: (contextlib.nullcontext(), _buffers_kept(position)))
-        return position.deltas(pre)
+        return deltas(pre)
 
     def _run(self, fn, i: int, *args):
         if self.checkpointing == "blocks" and torch.is_grad_enabled():

@@ -2,7 +2,7 @@
 
 A task model config travels in every adapter file (``lavish.models.weights``); ``to_dict`` is what is compared
 when a file is loaded, so it holds the model's settings only (runtime choices such as activation checkpointing
-are dropped) in JSON types (tuples become lists; ``__post_init__`` of each config turns them back).
+and fused adapters are dropped) in JSON types (tuples become lists; ``__post_init__`` of each config turns them back).
 """
 
 from __future__ import annotations
@@ -36,13 +36,14 @@ def task_backbone(config: Any, *, pretrained: bool = False, backbone_weights: st
     if timm_model is None:
         timm_model = create_backbone(config.backbone, pretrained=pretrained, weights=backbone_weights)
     return LavishBackbone(timm_model, config.adapter, modalities=config.modalities,
-                          checkpointing=config.checkpointing, train_norms=config.train_norms)
+                          checkpointing=config.checkpointing, fused_adapters=getattr(config, "fused_adapters", False),
+                          train_norms=config.train_norms)
 
 
 class TaskModelConfig:
     """Mix-in for a dataclass with an ``adapter`` field."""
 
-    RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ("checkpointing",)
+    RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ("checkpointing", "fused_adapters")
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self.RUNTIME_FIELDS}

@@ -354,6 +354,7 @@ def train(task: "str | Task", data: str | Path, out: str | Path, model_config: A
     module = TaskModule(task.name, model_config.to_dict(), dataclasses.asdict(train_config), pretrained,
                         backbone_weights)
     module.model.backbone.checkpointing = model_config.checkpointing
+    module.model.backbone.fused_adapters = model_config.fused_adapters
     monitor = f"val/{task.monitor}"
     export = ExportBest(out / ADAPTER_FILE, monitor, meta)
     trainer = make_trainer(out, train_config, export, progress=progress,

@@ -12,6 +12,8 @@ only, ``+compile`` ``torch.compile`` of the model):
   adapter method must pay at least.
 * ``lavish2`` / ``lavish16``: LAVISH with the AVE preset and m = 2 / 16 latent tokens; ``avish``: no latents
   (Table 4/5); ``lora``: LoRA r=8 on the attention projections; ``adapter``: bottleneck adapters per modality.
+* suffixes ``+fused`` / ``+graphs``: the adapters of each position as one ``torch.compile`` region
+  (``fused_adapters`` "compile" / "cuda-graphs", :data:`lavish.models.backbone.FUSED_ADAPTERS`).
 
 Time: all variants are built in one process and their steps are interleaved (variant order rotated each round),
 median of ``repeats`` after one warm-up step each. A step = forward, the authors' loss, backward, AdamW step.
@@ -26,6 +28,11 @@ allocator (peak RSS also holds freed-but-cached heap and the transient peak of t
 GEMM peak: a square ``torch.mm`` in the step's dtype (n = 2048 on the CPU, 8192 on a GPU), median of 5, same
 process. On a GPU every timed region ends with ``torch.cuda.synchronize()``.
 Achieved FLOP/s: FLOPs of one training step from ``torch.utils.flop_counter`` / median step time.
+Kernels (``kernels``, ``syncs``, ``top_ops``): kernel-level operations and host syncs of one training step, counted
+with torch's profiler by :func:`lavish.models.profiling.count_kernels` (what counts is defined there), where the
+variant runs alone. Deterministic; on a GPU a small-batch step's time follows it. The optimiser is AdamW with
+``fused=True`` (one multi-tensor update, no host sync: what a capturable GPU step runs), the loss the task's own
+(:func:`lavish.tasks.ave.ave_loss`).
 Evaluation: segments/s of the LAVISH (m = 2) model in eval mode on the batch, and the latency of one 10-second
 clip (10 segments, batch 1) through the model (decoding excluded: see benchmarks/media.py).
 
@@ -50,7 +57,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torch.utils.flop_counter import FlopCounterMode
@@ -60,7 +66,9 @@ from lavish.media.audio import get_frontend
 from lavish.models.adapters import PRESETS, AvishConfig, BottleneckAdapterConfig, LoraAttentionConfig, NoAdapterConfig
 from lavish.models.ave import AveModel, AveModelConfig
 from lavish.models.input_spec import input_spec
+from lavish.models.profiling import count_kernels
 from lavish.tasks.allocator import keep_freed_memory, trim_if_above
+from lavish.tasks.ave import ave_loss
 
 #: default folder of the JSON and PNG results (relative to the working directory)
 RESULTS = Path("bench-results")
@@ -111,19 +119,24 @@ class BenchConfig:
         names = list(self.variants)
         if self.checkpointing:
             names += [n for n in ("floor+ckpt", "lavish2+ackpt", "lavish2+ckpt") if n not in names]
-        for name in names:
-            split_variant(name)  # ValueError for an unknown name or suffix
+        flags = {name: split_variant(name)[1] for name in names}  # ValueError for an unknown name or suffix
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r}: torch sees no CUDA GPU on this machine")
+        for name in names:
+            if "graphs" in flags[name] and torch.device(self.device).type != "cuda":
+                raise ValueError(f"variant {name!r}: +graphs replays CUDA graphs, which needs --device cuda "
+                                 f"(this run: {self.device})")
         self.variant_list = names
 
 
 #: variant-name suffixes: "+ckpt" checkpointing of whole blocks, "+ackpt" of the adapters, "+compile" torch.compile
-SUFFIXES = ("ckpt", "ackpt", "compile")
+#: of the whole model, "+fused" each adapter position as one compiled region (``fused_adapters="compile"``),
+#: "+graphs" the same replayed as CUDA graphs (``fused_adapters="cuda-graphs"``, a GPU only)
+SUFFIXES = ("ckpt", "ackpt", "compile", "fused", "graphs")
 
 
 def split_variant(name: str) -> tuple[str, frozenset[str]]:
@@ -134,6 +147,10 @@ def split_variant(name: str) -> tuple[str, frozenset[str]]:
                          f"each with optional suffixes {', '.join('+' + x for x in SUFFIXES)}")
     if {"ckpt", "ackpt"} <= set(suffixes) or (base == "floor" and "ackpt" in suffixes):
         raise ValueError(f"variant {name!r}: +ackpt needs adapters and excludes +ckpt")
+    if base in ("floor", "lora") and {"fused", "graphs"} & set(suffixes):
+        raise ValueError(f"variant {name!r}: +fused / +graphs need adapter modules, which {base} has not")
+    if {"fused", "graphs"} <= set(suffixes):
+        raise ValueError(f"variant {name!r}: +graphs already fuses the adapters; give one of +fused, +graphs")
     return base, frozenset(suffixes)
 
 
@@ -187,11 +204,18 @@ def build(name: str, backbone: str, device: str | torch.device = "cpu") -> nn.Mo
     base, flags = split_variant(name)
     adapter = VARIANTS[base]()
     ckpt = "blocks" if "ckpt" in flags else "adapters" if "ackpt" in flags else "none"
+    fused = "cuda-graphs" if "graphs" in flags else "compile" if "fused" in flags else "none"
     if adapter is None:
         model = Floor(backbone, ckpt == "blocks")
     else:
+        if fused != "none":
+            # the compiled kernels show in the profiler's kernel count (set before the first compile, in every
+            # process of the bench, so that all of them share inductor's cache entries)
+            from torch._inductor import config
+
+            config.cpp.enable_kernel_profile = True
         model = AveModel(AveModelConfig(backbone=backbone, adapter=adapter, num_classes=NUM_CLASSES,
-                                        checkpointing=ckpt))
+                                        checkpointing=ckpt, fused_adapters=fused))
     model = model.to(device)
     return torch.compile(model) if "compile" in flags else model
 
@@ -210,21 +234,17 @@ def make_batch(backbone: str, videos: int, segments: int = SEGMENTS, seed: int =
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The authors' AVE loss: BCE(softmax(logits), one-hot), in float32 (same as lavish.tasks.ave.ave_loss)."""
-    probs = logits.float().softmax(-1)
-    return F.binary_cross_entropy(probs, F.one_hot(labels, logits.shape[-1]).float())
-
-
 class Stepper:
     """One model, its optimiser and its training step. loss(model output, batch["labels"]) -> scalar."""
 
     def __init__(self, model: nn.Module, precision: str, loss=None) -> None:
         self.model = model.train()
         params = [p for p in model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=1e-5)
+        # foreach: the multi-tensor update a GPU runs by default, also on the CPU (whose default is a loop over the
+        # parameters with a host sync each), so that the kernel count is the GPU's
+        self.opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
         self.dtype = PRECISIONS[precision]
-        self.loss = loss or loss_fn
+        self.loss = loss or ave_loss
 
     def forward_loss(self, batch: dict) -> torch.Tensor:
         with self.autocast():
@@ -238,11 +258,15 @@ class Stepper:
         return torch.autocast(device.type, dtype=self.dtype)
 
     def step(self, batch: dict) -> float:
+        return float(self.run_step(batch).detach())
+
+    def run_step(self, batch: dict) -> torch.Tensor:
+        """One training step without reading the loss on the host: forward, loss, backward, optimiser step."""
         self.opt.zero_grad(set_to_none=True)
         loss = self.forward_loss(batch)
         loss.backward()
         self.opt.step()
-        return float(loss.detach())
+        return loss
 
 
 def _rss_mb() -> float:
@@ -253,10 +277,18 @@ def _rss_mb() -> float:
     return float("nan")
 
 
+def step_kernels(stepper: Stepper, batch: dict) -> dict:
+    """Kernel-level operations and host syncs of one training step (forward, loss, backward, optimiser step),
+    counted by :func:`lavish.models.profiling.count_kernels` (what counts: that module's docstring)."""
+    count = count_kernels(lambda: stepper.run_step(batch))
+    return count.to_dict()
+
+
 def _counts(stepper: Stepper, batch: dict, name: str) -> dict:
-    """FLOPs of a step and the activations kept for backward, measured where the variant runs alone."""
+    """FLOPs of a step, its kernel count and the activations kept for backward, measured where the variant runs
+    alone."""
     saved = None if "compile" in split_variant(name)[1] else saved_activation_mb(stepper, batch)
-    return {"flops": step_flops(stepper, batch), "saved_mb": saved}
+    return {"flops": step_flops(stepper, batch), "saved_mb": saved, **step_kernels(stepper, batch)}
 
 
 def memory_child(cfg: BenchConfig, name: str) -> dict:
@@ -388,7 +420,8 @@ def run(cfg: BenchConfig, log=print) -> dict:
         for name in names:
             log(f"memory: {name} ...")
             memory[name] = measure_memory(cfg, name)
-            log(f"memory: {name}: " + ", ".join(f"{k} {v:.6g}" for k, v in memory[name].items() if v is not None))
+            log(f"memory: {name}: " + ", ".join(f"{k} {v:.6g}" for k, v in memory[name].items()
+                                                if isinstance(v, (int, float))))
     batch = make_batch(cfg.backbone, cfg.videos, device=device)
     torch.manual_seed(0)
     steppers = {name: Stepper(build(name, cfg.backbone, device), cfg.precision) for name in names}
@@ -396,7 +429,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
         log(f"warm-up: {name} ...")
         s.step(batch)
         trim_if_above()
-        if "compile" in split_variant(name)[1]:
+        if split_variant(name)[1] & {"compile", "fused", "graphs"}:
             s.step(batch)  # a second call may recompile (dynamic shapes, grad mode): keep it out of the timing
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(cfg.repeats):
@@ -427,6 +460,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
             "step_s": med, "all_s": times[name], "gflops_per_step": gflop,
             "achieved_gflops": gflop / med if gflop else None,
             "fraction_of_gemm_peak": gflop / med / gemm if gflop else None, "saved_mb": saved.get(name),
+            "kernels": counts[name]["kernels"], "syncs": counts[name]["syncs"], "top_ops": counts[name]["top_ops"],
             **({"peak_mb": memory[name]["peak_mb"], "step_mb": memory[name]["step_mb"]} if name in memory else {}),
         }
     if cfg.eval and "lavish2" in steppers:
@@ -438,16 +472,19 @@ def run(cfg: BenchConfig, log=print) -> dict:
         result.update(lavish_step_s=main["step_s"], floor_step_s=floor["step_s"],
                       lavish_peak_mb=main.get("peak_mb"), floor_peak_mb=floor.get("peak_mb"),
                       achieved_gflops=main["achieved_gflops"], floor_achieved_gflops=floor["achieved_gflops"],
-                      time_ratio=main["step_s"] / floor["step_s"])
+                      time_ratio=main["step_s"] / floor["step_s"],
+                      lavish_kernels=main["kernels"], floor_kernels=floor["kernels"],
+                      kernel_ratio=main["kernels"] / floor["kernels"])
         if "peak_mb" in main:
             result["memory_ratio"] = main["peak_mb"] / floor["peak_mb"]
         if main.get("saved_mb") and floor.get("saved_mb"):
             result.update(lavish_saved_mb=main["saved_mb"], floor_saved_mb=floor["saved_mb"],
                           saved_ratio=main["saved_mb"] / floor["saved_mb"])
-        for prefix, variant in (("ckpt", "lavish2+ckpt"), ("ackpt", "lavish2+ackpt")):
+        for prefix, variant in (("ckpt", "lavish2+ckpt"), ("ackpt", "lavish2+ackpt"), ("fused", "lavish2+fused")):
             ck = v.get(variant)
             if ck:
                 result[f"{prefix}_time_ratio"] = ck["step_s"] / floor["step_s"]
+                result[f"{prefix}_kernel_ratio"] = ck["kernels"] / floor["kernels"]
                 if "peak_mb" in ck:
                     result[f"{prefix}_memory_ratio"] = ck["peak_mb"] / floor["peak_mb"]
                 if ck.get("saved_mb") and floor.get("saved_mb"):
@@ -500,8 +537,8 @@ def table(result: dict) -> str:
              else f"CPU, {result['threads']} threads, load average {result['load_average'][0]:.2f}")
     lines = [f"{result['backbone']}, AVE, {result['videos']} videos = {result['images']} images, "
              f"precision {result['precision']}, median of {result['repeats']}, {where}",
-             f"{'variant':<14}{'step s':>9}{'x floor':>9}{'peak MB':>10}{'x floor':>9}{'step MB':>9}"
-             f"{'saved MB':>10}{'x floor':>9}{'GFLOP/step':>12}{'GFLOP/s':>9}{'% GEMM':>8}"]
+             f"{'variant':<16}{'step s':>9}{'x floor':>9}{'kernels':>9}{'x floor':>9}{'peak MB':>10}{'x floor':>9}"
+             f"{'step MB':>9}{'saved MB':>10}{'x floor':>9}{'GFLOP/step':>12}{'GFLOP/s':>9}{'% GEMM':>8}"]
     for name, r in v.items():
         tr = f"{r['step_s'] / floor['step_s']:.2f}" if floor else "-"
         pk = f"{r['peak_mb']:.0f}" if "peak_mb" in r else "-"
@@ -512,7 +549,9 @@ def table(result: dict) -> str:
         gf = f"{r['gflops_per_step']:.1f}" if r["gflops_per_step"] else "-"
         ach = f"{r['achieved_gflops']:.1f}" if r["achieved_gflops"] else "-"
         frac = f"{100 * r['fraction_of_gemm_peak']:.0f}%" if r["fraction_of_gemm_peak"] else "-"
-        lines.append(f"{name:<14}{r['step_s']:>9.3f}{tr:>9}{pk:>10}{mr:>9}{sm:>9}{sv:>10}{sr:>9}{gf:>12}{ach:>9}{frac:>8}")
+        kr = f"{r['kernels'] / floor['kernels']:.2f}" if floor else "-"
+        lines.append(f"{name:<16}{r['step_s']:>9.3f}{tr:>9}{r['kernels']:>9}{kr:>9}{pk:>10}{mr:>9}{sm:>9}{sv:>10}{sr:>9}"
+                     f"{gf:>12}{ach:>9}{frac:>8}")
     n = 8192 if result.get("device") == "cuda" else 2048
     lines.append(f"GEMM peak ({result['precision']}, {n}^3 mm): {result['gemm_gflops']:.1f} GFLOP/s")
     if "eval" in result:
@@ -571,7 +610,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--videos", type=int, default=BenchConfig.videos, help="videos per step (10 segments each)")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                    help=f"comma-separated, from {', '.join(VARIANTS)}; suffixes '+ckpt' / '+ackpt' (checkpointing of blocks / adapters), "
-                        "'+compile' (torch.compile)")
+                        "'+compile' (torch.compile of the model), '+fused' (each adapter position one compiled region: "
+                        "train --fused-adapters), '+graphs' (the same as CUDA graphs: --fused-adapters cuda-graphs)")
     p.add_argument("--repeats", type=int, default=BenchConfig.repeats, help="timed steps per variant (median)")
     p.add_argument("--precision", default="32", choices=list(PRECISIONS))
     p.add_argument("--checkpointing", action="store_true", help="also run floor+ckpt, lavish2+ackpt and lavish2+ckpt")
