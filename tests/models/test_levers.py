@@ -9,10 +9,6 @@ parameter, in train mode (adapter BatchNorms use batch statistics).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -149,35 +145,5 @@ def test_sdpa_kernels_match_unscaled_softmax_attention(backend, keys):
         torch.testing.assert_close(g.double(), r, rtol=1e-4, atol=1e-5)
 
 
-COMPILE_SCRIPT = textwrap.dedent("""
-    import sys, torch
-    sys.path.insert(0, sys.argv[1])
-    from test_levers import SWIN, inputs, make
-    model = make(SWIN)
-    audio, frames = inputs(SWIN)
-    ref = model(audio, frames)
-    compiled = torch.compile(model)
-    out = compiled(audio, frames)
-    (out.audio.pow(2).mean() + out.visual.pow(2).mean()).backward()
-    err = max((x - y).abs().max().item() for x, y in ((out.audio, ref.audio), (out.visual, ref.visual)))
-    print("max_abs_err", err)
-""")
-
-
-@pytest.mark.skipif(not os.environ.get("LAVISH_TEST_COMPILE"),
-                    reason="torch.compile (inductor) of the micro model took over 400 s on the 2-core dev CPU; "
-                           "set LAVISH_TEST_COMPILE=1 to run it")
-def test_torch_compile_matches_eager(tmp_path):
-    """torch.compile (inductor, needs a C++ compiler) gives the eager results; in a subprocess, time-limited."""
-    script = tmp_path / "compile_check.py"
-    script.write_text(COMPILE_SCRIPT)
-    try:
-        res = subprocess.run([sys.executable, str(script), str(__import__("pathlib").Path(__file__).parent)],
-                             capture_output=True, text=True, timeout=400)
-    except subprocess.TimeoutExpired:
-        pytest.skip("torch.compile of the micro model took over 400 s on this machine (inductor compile time)")
-    if res.returncode and ("CppCompileError" in res.stderr or "InvalidCxxCompiler" in res.stderr):
-        pytest.skip("torch.compile: no working C++ compiler for inductor on this machine")
-    assert res.returncode == 0, res.stderr[-2000:]
-    err = float(res.stdout.split("max_abs_err")[-1])
-    assert err < 1e-4
+# torch.compile: tests/models/test_fused_adapters.py compiles each adapter position (the part that is ours) and checks
+# it against eager in float64; compiling the whole micro model took over 400 s here and proved nothing more.
