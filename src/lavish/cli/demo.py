@@ -4,8 +4,9 @@ AVE (the default): 1. writes a small dataset in the official AVE layout (real mp
 needs the class's object on screen AND its sound; background seconds hold the object without its sound, the sound
 without the object, or neither), 2. prepares it, 3. trains the micro ViT backbone three times, audio-visual LAVISH,
 vision-only and audio-only (Table 7's comparison), 4. evaluates each on the test split and writes a table and a bar
-plot, 5. runs ``predict`` on one test clip and plots its timeline. ``lavish demo avs`` and ``lavish demo avqa`` do the
-same for their tasks.
+plot, 5. runs ``predict`` on one test clip and plots its timeline. ``lavish demo avs``, ``lavish demo avqa`` and
+``lavish demo avvp`` do the same for their tasks (AVVP: events only heard, only seen or both; audio-visual LAVISH
+against a vision-only baseline).
 
 The micro backbones have no pretrained weights, so the demo uses larger learning rates than the paper's recipe;
 a real run uses a pretrained backbone and the real dataset (see the README).
@@ -24,9 +25,9 @@ def register(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", nargs="?", default="ave", choices=list(TASKS), help="which task to demo (default: %(default)s)")
     p.add_argument("--out", default="lavish-demo", help="folder for everything the demo writes (default: %(default)s)")
-    p.add_argument("--videos", type=int, default=48, help="synthetic videos (default: %(default)s)")
+    p.add_argument("--videos", type=int, help="synthetic videos (default: the task's, 48; AVVP 80)")
     p.add_argument("--classes", type=int, default=4, help="event classes (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=6, help="epochs per run (default: %(default)s)")
+    p.add_argument("--epochs", type=int, help="epochs per run (default: the task's, 6; AVVP 12)")
     p.add_argument("--backbone", help="backbone (default: the task's micro backbone)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes to generate and prepare data")
@@ -38,9 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from lavish.errors import ConfigError
     from lavish.tasks.base import DemoOptions
 
+    task = TASKS[args.task]
+    for name, value in task.demo_defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     for name in ("videos", "classes", "epochs", "workers"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name} {getattr(args, name)} is not valid: it must be at least 1")
     options = DemoOptions(out=Path(args.out), videos=args.videos, classes=args.classes, epochs=args.epochs,
                           backbone=args.backbone, seed=args.seed, workers=args.workers, progress=args.progress)
-    return TASKS[args.task].demo(options)
+    return task.demo(options)

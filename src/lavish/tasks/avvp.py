@@ -160,6 +160,7 @@ class AvvpTask(Task):
     data_module_cls = AvvpDataModule
     prepare = staticmethod(prepare_avvp)
     adapter_preset = "ave"  # 1-s segments of both streams, as AVE
+    demo_defaults = {"videos": 80, "epochs": 12}  # weak labels: it takes ~150 steps before the micro model parses
     monitor = "seg_type_av"
     summary = (("seg_type_av", "segment-level Type@AV F1"), ("event_type_av", "event-level Type@AV F1"),
                ("seg_audio", "audio F1"), ("seg_visual", "visual F1"), ("seg_av", "audio-visual F1"))

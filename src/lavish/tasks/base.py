@@ -139,6 +139,8 @@ class Task:
     find_unused_parameters: ClassVar[bool] = False
     """DDP: tolerate trainable parameters without gradient (modules the authors count but never use)"""
     demo_backbone: ClassVar[str] = "lavish_vit_micro_patch8_64"
+    demo_defaults: ClassVar[dict[str, int]] = {"videos": 48, "epochs": 6}
+    """``lavish demo TASK`` settings where the command line gives none"""
     real_run: ClassVar[str] = ""
     """what the demo prints at the end: how to run the task on the real dataset"""
 
