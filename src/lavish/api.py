@@ -143,8 +143,10 @@ class TrainedModel:
 
         AVE: {video, duration, has_audio, seconds: [{second, label, probability}]} (``plot=PNG`` draws the
         timeline); AVS: {video, duration, has_audio, coverage} (``out=DIR`` writes the mask PNGs and a contact
-        sheet, adding their paths). ``arrays=True`` adds numpy arrays: AVE ``probabilities`` (T, K) and
-        ``frames``; AVS ``mask_array`` (T, H, W) bool and ``frames``. AVQA models answer :meth:`ask` instead.
+        sheet, adding their paths); AVVP: {video, duration, has_audio, seconds: [{second, heard, seen}], events,
+        windows} (``plot=PNG``). ``arrays=True`` adds numpy arrays: AVE ``probabilities`` (T, K) and ``frames``;
+        AVS ``mask_array`` (T, H, W) bool and ``frames``; AVVP ``audio_probabilities``, ``visual_probabilities``
+        (T, C) and ``frames``. AVQA models answer :meth:`ask` instead.
         """
         return self.task.predict(self.model, self.meta, video, arrays=arrays, **options)
 

@@ -127,6 +127,11 @@ def test_predict_parses_each_second_and_windows_a_long_video(avvp_run, tmp_path,
     assert len(res["seconds"]) == 23 and [w["start"] for w in res["windows"]] == [0, 10, 20]
     assert main(["predict", str(long), "--checkpoint", str(run / "best.safetensors")]) == 0
     assert "heard:" in capsys.readouterr().out
+    # the Python API gives the same parse, plus the per-second probabilities behind it
+    api = lavish.load(run / "best.safetensors").predict(long, arrays=True)
+    assert api["seconds"] == res["seconds"] and api["audio_probabilities"].shape == (23, len(CLASSES))
+    heard = (api["audio_probabilities"] >= 0.5)
+    assert all(set(s["heard"]) <= {CLASSES[k] for k in np.flatnonzero(heard[s["second"]])} for s in res["seconds"])
 
 
 def test_refusals_are_one_line(avvp_run, tmp_path, capsys):
@@ -139,6 +144,7 @@ def test_refusals_are_one_line(avvp_run, tmp_path, capsys):
     # an AVE-only option is refused for AVVP (argparse: not an option of `train avvp`)
     with pytest.raises(SystemExit):
         main(["train", "avvp", "--data", str(cache), "--out", str(tmp_path / "r"), "--extra-audio-features"])
+    assert "unrecognized arguments: --extra-audio-features" in capsys.readouterr().err
     # a dataset folder without the csv files
     assert main(["prepare", "avvp", "--root", str(tmp_path), "--out", str(tmp_path / "c"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

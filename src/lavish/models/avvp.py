@@ -86,6 +86,9 @@ class AvvpModelConfig(TaskModelConfig):
     train_norms: bool = False
     checkpointing: bool | str = False
     """recompute in backward: "none", "adapters" or "blocks" (True = "blocks"); see backbone.CHECKPOINTING"""
+    fused_adapters: bool | str = False
+    """run each adapter position of a training step as one compiled region: "none", "compile" or
+    "cuda-graphs" (True = "compile"); see backbone.FUSED_ADAPTERS"""
 
     def __post_init__(self) -> None:
         if not isinstance(self.label_smoothing, bool):

@@ -245,7 +245,8 @@ class AvvpTask(Task):
 
     # ----------------------------------------------------------------------------------------- prediction
     @torch.no_grad()
-    def predict(self, model: AvvpModel, meta: dict, video, *, plot=None, window: int = 10) -> dict:
+    def predict(self, model: AvvpModel, meta: dict, video, *, plot=None, window: int = 10,
+                arrays: bool = False) -> dict:
         """Which events are heard and which are seen, per second of any video.
 
         The video is cut into windows of ``window`` seconds (the benchmark's 10-s clips; the last one shorter),
@@ -253,17 +254,20 @@ class AvvpTask(Task):
         probability in that window is >= 0.5, as the benchmark's evaluation. Returns {video, duration, has_audio,
         seconds: [{second, heard: [..], seen: [..]}], events: [{label, modality, onset, offset}] (runs of
         consecutive seconds, offset exclusive), windows: [{start, labels: {label: probability}}]}; ``plot``: a
-        timeline PNG with an audio and a visual row (``plot`` key).
+        timeline PNG with an audio and a visual row (``plot`` key); ``arrays``: add ``audio_probabilities`` and
+        ``visual_probabilities`` (T, C) float32 (per second, before the video-level filter) and ``frames``.
         """
         from lavish.media.decode import decode_clip
 
         clip = decode_clip(video, num_segments=None, frame_size=tuple(meta["frame_size"]), frontend=meta["frontend"])
         classes = meta["classes"]
         frames, audio = torch.from_numpy(clip.frames), torch.from_numpy(clip.spectrograms)
-        heard, seen, windows = [], [], []
+        heard, seen, windows, probs_a, probs_v = [], [], [], [], []
         for s in range(0, len(frames), window):
             out = model(audio[s:s + window][None], normalize_frames(frames[s:s + window])[None])
             h, v = clip_predictions(out.audio_prob[0], out.visual_prob[0], out.global_prob[0])
+            probs_a.append(out.audio_prob[0].float().numpy())
+            probs_v.append(out.visual_prob[0].float().numpy())
             heard.append(h)
             seen.append(v)
             probs = out.global_prob[0].float()
@@ -281,6 +285,9 @@ class AvvpTask(Task):
             from lavish.tasks.plots import plot_parsing
 
             result["plot"] = str(plot_parsing(heard_np, seen_np, classes, clip.frames, Path(video).name, plot))
+        if arrays:
+            result.update(audio_probabilities=np.concatenate(probs_a), visual_probabilities=np.concatenate(probs_v),
+                          frames=clip.frames)
         return result
 
     def predict_lines(self, res: dict) -> list[str]:
