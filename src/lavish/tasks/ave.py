@@ -40,7 +40,8 @@ from lavish.data.prepare import prepare_ave
 from lavish.errors import ConfigError, DataError
 from lavish.media.frames import normalize_frames
 from lavish.models.ave import EXTRA_FROM_CACHE, AveModel, AveModelConfig
-from lavish.tasks.base import DemoOptions, Evaluation, Option, Task, TaskModule, TrainResult
+from lavish.tasks.base import (DemoOptions, Evaluation, Option, Task, TaskModule, TrainResult,
+                               head_and_adapter_groups)
 from lavish.tasks.runner import SplitDataModule, TrainConfig
 
 
@@ -242,12 +243,7 @@ class AveTask(Task):
 
     def configure_optimizers(self, module: TaskModule):
         cfg = module.train_config
-        head = [p for p in module.model.head.parameters() if p.requires_grad]
-        head_ids = {id(p) for p in head}
-        rest = [p for p in module.model.parameters() if p.requires_grad and id(p) not in head_ids]
-        groups = [{"params": head, "lr": cfg.lr_head, "name": "head"}]
-        if rest:
-            groups.append({"params": rest, "lr": cfg.lr, "name": "adapters"})
+        groups = head_and_adapter_groups(module.model, cfg.lr_head, cfg.lr)
         return torch.optim.Adam(groups)
 
     def results(self, result: TrainResult) -> dict:

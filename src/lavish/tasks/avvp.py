@@ -41,7 +41,8 @@ from lavish.media.frames import normalize_frames
 from lavish.models.avvp import AvvpModel, AvvpModelConfig, avvp_loss
 from lavish.tasks.avvp_metrics import (CLIP_KEYS, METRIC_KEYS, THRESHOLD, AvvpMetrics, clip_predictions, clip_scores,
                                       extract_events, summarize)
-from lavish.tasks.base import DemoOptions, Evaluation, Option, Task, TaskModule, TrainResult
+from lavish.tasks.base import (DemoOptions, Evaluation, Option, Task, TaskModule, TrainResult,
+                               head_and_adapter_groups)
 from lavish.tasks.runner import SplitDataModule, TrainConfig
 
 @dataclass
@@ -220,12 +221,7 @@ class AvvpTask(Task):
 
     def configure_optimizers(self, module: TaskModule):
         cfg = module.train_config
-        head = [p for p in module.model.head.parameters() if p.requires_grad]
-        head_ids = {id(p) for p in head}
-        rest = [p for p in module.model.parameters() if p.requires_grad and id(p) not in head_ids]
-        groups = [{"params": head, "lr": cfg.lr_head, "name": "head"}]
-        if rest:
-            groups.append({"params": rest, "lr": cfg.lr, "name": "adapters"})
+        groups = head_and_adapter_groups(module.model, cfg.lr_head, cfg.lr)
         optimizer = torch.optim.Adam(groups)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

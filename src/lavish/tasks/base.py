@@ -324,6 +324,18 @@ class TaskModule(TrainableCheckpoints, L.LightningModule):
 
 
 # ------------------------------------------------------------------------------------------------ functions
+def head_and_adapter_groups(model: nn.Module, lr_head: float, lr: float) -> list[dict]:
+    """Optimiser parameter groups: ``model.head``'s trainable parameters at ``lr_head``, every other trainable
+    parameter (adapters, trainable norms) at ``lr`` (the group is left out when there is none)."""
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    head_ids = {id(p) for p in head}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+    groups = [{"params": head, "lr": lr_head, "name": "head"}]
+    if rest:
+        groups.append({"params": rest, "lr": lr, "name": "adapters"})
+    return groups
+
+
 def resolve_task(task: "str | Task") -> Task:
     from lavish.tasks.registry import get_task
 
