@@ -151,7 +151,7 @@ def test_refusals_are_one_line(avvp_run, tmp_path, capsys):
     assert len(err) == 1 and "AVVP_train.csv" in err[0]
 
 
-def test_info_counts_the_smaller_vision_only_model(capsys):
+def test_info_counts_the_smaller_vision_only_model(capsys, tmp_path):
     assert main(["info", "--task", "avvp", "--backbone", MICRO]) == 0
     av = capsys.readouterr().out
     assert main(["info", "--task", "avvp", "--backbone", MICRO, "--modalities", "v"]) == 0
@@ -162,6 +162,16 @@ def test_info_counts_the_smaller_vision_only_model(capsys):
         return int(line.split()[2].replace(",", ""))
 
     assert 0 < trainable(v) < trainable(av)
+    # a HAN setting from a YAML file reaches the counted model: 2 layers add one HAN layer's parameters
+    import yaml
+
+    config = tmp_path / "han.yaml"
+    config.write_text(yaml.safe_dump({"backbone": MICRO, "han_layers": 2}))
+    assert main(["info", "--task", "avvp", "--config", str(config)]) == 0
+    two = trainable(capsys.readouterr().out)
+    d, ff = 512, 512
+    one_layer = 2 * (4 * d * d + 4 * d) + (d * ff + ff + ff * d + d) + 2 * 2 * d  # two attentions, FFN, two LayerNorms
+    assert two - trainable(av) == one_layer
 
 
 def test_no_label_smoothing_reaches_the_model_config(avvp_run, tmp_path):

@@ -176,6 +176,11 @@ class AvvpTask(Task):
             "dest": "label_smoothing", "action": "store_false", "default": None,
             "help": "train the per-modality terms on the hard labels (default: the benchmark's modality-aware "
                     "smoothing, visual targets 0.95 / 0.05)"}),
+        Option(("--han-dim",), {"type": int, "metavar": "D", "help": "HAN width (default 512)"}),
+        Option(("--han-heads",), {"type": int, "help": "HAN attention heads (default 1, the benchmark's)"}),
+        Option(("--han-ff-dim",), {"type": int, "metavar": "D", "help": "HAN feed-forward width (default 512)"}),
+        Option(("--han-layers",), {"type": int, "help": "HAN layers (default 1; 0: none)"}),
+        Option(("--han-dropout",), {"type": float, "help": "HAN dropout (default 0.1)"}),
         Option(("--csv-dir",), {"type": Path, "metavar": "DIR",
                                 "help": "folder of the five AVVP_*.csv files (default: beside the clips)"},
                commands=("prepare",)),
@@ -199,9 +204,6 @@ class AvvpTask(Task):
         if classes != dm.classes:
             raise DataError(f"{dm.cache_dir}: the cache's {len(dm.classes)} classes are not the {len(classes)} "
                             f"classes checkpoint {checkpoint} was trained on")
-
-    def model_settings(self, values: dict) -> dict:
-        return values
 
     # ---------------------------------------------------------------------------------------------- model
     def forward(self, model: AvvpModel, batch: dict):
