@@ -340,8 +340,8 @@ class AvvpTask(Task):
         ds = AvvpCacheDataset(cache, "test")
         video = data / "LLP_dataset" / "video" / f"{ds.items[ds.indices[0]]['video_id']}.mp4"
         pred = self.predict(model, meta, video, plot=out / "timeline.png")
-        print(f"[5/5] predict {video}: " + "; ".join(
-            f"{e['label']} {e['modality']} {e['onset']}-{e['offset']} s" for e in pred["events"]) or "no event")
+        events = "; ".join(f"{e['label']} {e['modality']} {e['onset']}-{e['offset']} s" for e in pred["events"])
+        print(f"[5/5] predict {video}: {events or 'no event'}")
         print(f"plot: {pred['plot']}; table: {out / 'results.json'}; {time.monotonic() - start:.0f} s in all")
         print(self.real_run)
         return 0
