@@ -13,7 +13,6 @@ and writes bench-results/data_loading.json (or --out):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from avqa_layout import MICRO, make_avqa_layout
+from avqa_layout import make_avqa_layout
 from lavish.data import avqa
 from lavish.data.prepare import discover_avqa, prepare_avqa
 from lavish.data.synthetic_ave import CLASSES
