@@ -44,10 +44,12 @@ def child(backbone: str, clips: int, checkpointing: str, repeats: int, device: s
     opt = torch.optim.Adam(params, lr=1e-4)
     autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
                               enabled=precision == "bf16-mixed")
-    saved = []
+    saved: dict[int, int] = {}  # storage address -> bytes: each storage once (views share one)
 
     def pack(t):
-        saved.append(t.untyped_storage().nbytes() if not isinstance(t, torch.nn.Parameter) else 0)
+        if not isinstance(t, torch.nn.Parameter):
+            storage = t.untyped_storage()
+            saved[storage.data_ptr()] = storage.nbytes()
         return t
 
     def step(measure_saved: bool = False) -> float:
@@ -74,7 +76,7 @@ def child(backbone: str, clips: int, checkpointing: str, repeats: int, device: s
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"backbone": backbone, "clips": clips, "segments": 10 * clips, "checkpointing": checkpointing,
             "trainable": sum(p.numel() for p in params), "step_s": statistics.median(times),
-            "peak_rss_mb": peak, "rss_before_step_mb": before, "saved_mb": sum(saved) / 2**20,
+            "peak_rss_mb": peak, "rss_before_step_mb": before, "saved_mb": sum(saved.values()) / 2**20,
             "threads": torch.get_num_threads(), "device": device, "precision": precision}
 
 
