@@ -29,6 +29,7 @@ from torch.utils.checkpoint import checkpoint
 from lavish.errors import ConfigError
 from lavish.models import micro  # noqa: F401  (registers the demo backbones)
 from lavish.models.adapters import AdapterConfig, LavishConfig, MODALITIES, Streams
+from lavish.models.adapters.fused import fusable, joint_added, position_added
 from lavish.models.adapters.slots import add_deltas
 from lavish.models.families import Unit, family_of
 from lavish.models.input_spec import backbone_family
@@ -206,18 +207,31 @@ class LavishBackbone(nn.Module):
     @fused_adapters.setter
     def fused_adapters(self, value: bool | str) -> None:
         self._fused_adapters = fused_adapters_mode(value)
-        self.__dict__["_compiled"] = {}  # not a submodule: compiled functions are rebuilt, never saved
+        self.__dict__["_compiled_cache"] = {}  # not a submodule: compiled functions are rebuilt, never saved
 
-    def _compiled_deltas(self, position: nn.Module):
-        """``position.deltas`` as one compiled region (built on first use; keyed by the module itself, so that a
-        deep copy of this backbone compiles its own adapters)."""
-        cache = self.__dict__.setdefault("_compiled", {})
-        entry = cache.get(id(position))
+    def _compiled(self, position: nn.Module, kind: str):
+        """One compiled region of ``position`` (built on first use; keyed by the module itself, so that a deep copy
+        of this backbone compiles its own adapters). kind: "deltas" (``position.deltas``, any adapter kind),
+        "streams" (:func:`position_added`) or "joint" (:func:`joint_added`), both LAVISH positions only."""
+        cache = self.__dict__.setdefault("_compiled_cache", {})
+        key = (id(position), kind)
+        entry = cache.get(key)
         if entry is None or entry[0] is not position:
             mode = "reduce-overhead" if self.fused_adapters == "cuda-graphs" else None
-            entry = cache[id(position)] = (position, torch.compile(position.deltas, fullgraph=True, dynamic=False,
-                                                                    mode=mode))
+            fn = {"deltas": lambda: position.deltas,
+                  "streams": lambda: lambda pre, post: position_added(position, pre, post),
+                  "joint": lambda: lambda pre, post: joint_added(position, pre, post)}[kind]()
+            entry = cache[key] = (position, torch.compile(fn, fullgraph=True, dynamic=False, mode=mode))
         return entry[1]
+
+    def _compiled_deltas(self, position: nn.Module):
+        """``position.deltas`` as one compiled region (round 1 of issue 16; adapter kinds other than LAVISH)."""
+        return self._compiled(position, "deltas")
+
+    def _fused_added(self, position: nn.Module) -> bool:
+        """Whether this training step runs ``position`` with its residual add as one stacked compiled region."""
+        return (self.training and self.fused_adapters != "none" and self.checkpointing != "adapters"
+                and torch.is_grad_enabled() and fusable(position))
 
     @property
     def num_features(self) -> int:
@@ -251,9 +265,15 @@ class LavishBackbone(nn.Module):
         """One block with its adapters, streams apart: (B', N, C) tokens of each stream (or None) -> same."""
         unit, slot, fam = self.units[i], self.slots[i], self.family
         pre = Streams(audio, visual)
-        mid = add_deltas(self._frozen(fam.attn_residual, unit.block, pre, grid), self._deltas(slot.p1, pre))
-        out = add_deltas(self._frozen(fam.mlp_residual, unit.block, mid, grid), self._deltas(slot.p2, mid))
+        mid = self._added(slot.p1, pre, self._frozen(fam.attn_residual, unit.block, pre, grid))
+        out = self._added(slot.p2, mid, self._frozen(fam.mlp_residual, unit.block, mid, grid))
         return out.audio, out.visual
+
+    def _added(self, position: nn.Module, pre: Streams, post: Streams) -> Streams:
+        """post + what ``position`` adds to each stream, reading ``pre``."""
+        if self._fused_added(position) and pre.audio is not None and pre.visual is not None:
+            return self._compiled(position, "streams")(pre, post)
+        return add_deltas(post, self._deltas(position, pre))
 
     def _joint_block(self, i: int, x: torch.Tensor, n_audio: int, grid) -> torch.Tensor:
         """One block on both streams held in one tensor x (B'_a + B'_v, N, C), audio rows first -> same.
@@ -263,6 +283,10 @@ class LavishBackbone(nn.Module):
         concatenation or split copies the streams. Same maths as :meth:`_block`.
         """
         unit, slot, fam = self.units[i], self.slots[i], self.family
+        if self._fused_added(slot.p1) and 2 * n_audio == x.shape[0]:
+            # LAVISH, fused: each position one compiled region over both streams stacked, residual add included
+            x = self._compiled(slot.p1, "joint")(x, fam.attn_residual(unit.block, x, grid))
+            return self._compiled(slot.p2, "joint")(x, fam.mlp_residual(unit.block, x, grid))
         deltas = self._deltas(slot.p1, Streams(*x.split(n_audio)))
         x = _add_rows(fam.attn_residual(unit.block, x, grid), deltas, n_audio)
         deltas = self._deltas(slot.p2, Streams(*x.split(n_audio)))
