@@ -428,6 +428,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
     batch = make_batch(cfg.backbone, cfg.videos, device=device)
     times: dict[str, list[float]] = {n: [] for n in names}
     steppers: dict[str, Stepper] = {}
+    counted = dict(memory)  # counts made where the variant ran alone (memory children, or here below)
     if cfg.kernels_only:
         for name in names:
             if name not in memory:
@@ -435,7 +436,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
                 torch.manual_seed(0)
                 stepper = Stepper(build(name, cfg.backbone, device), cfg.precision)
                 stepper.step(batch)  # warm-up (compiles the fused regions)
-                memory[name] = _counts(stepper, batch, name)
+                counted[name] = _counts(stepper, batch, name)
                 del stepper
     else:
         torch.manual_seed(0)
@@ -456,7 +457,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
             times[name].append(time.perf_counter() - t0)
             trim_if_above()  # several big variants in one process: keep the kept heap below 60 % of RAM
         log(f"round {r + 1}/{cfg.repeats}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names))
-    counts = {name: memory[name] if name in memory else _counts(steppers[name], batch, name) for name in names}
+    counts = {name: counted[name] if name in counted else _counts(steppers[name], batch, name) for name in names}
     flops = {name: counts[name]["flops"] for name in names}
     saved = {name: counts[name]["saved_mb"] for name in names}
     gemm = None if cfg.kernels_only else gemm_gflops(PRECISIONS[cfg.precision], device)
