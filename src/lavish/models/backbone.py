@@ -66,7 +66,8 @@ def checkpointing_mode(value: bool | str) -> str:
 #: how the adapters run (``fused_adapters=``): "none": eager PyTorch, one kernel per operator (the reference);
 #: "compile": each adapter position (both streams' fusion and bottleneck) is one ``torch.compile`` region (inductor,
 #: ``fullgraph=True``, static shapes), whose elementwise and normalisation passes are fused into few kernels, forward
-#: and backward; "cuda-graphs": the same regions compiled with ``mode="reduce-overhead"``, which also replays them as
+#: and backward; LAVISH positions run :mod:`lavish.models.adapters.fused` (both streams stacked, the latent
+#: attention as fused reductions, the residual add included), other adapter kinds their eager ``deltas``; "cuda-graphs": the same regions compiled with ``mode="reduce-overhead"``, which also replays them as
 #: CUDA graphs (a GPU only). Only training steps use the compiled regions (evaluation runs eager). True = "compile".
 FUSED_ADAPTERS = ("none", "compile", "cuda-graphs")
 
