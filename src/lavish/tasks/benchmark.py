@@ -36,6 +36,9 @@ variant runs alone. Deterministic; on a GPU a small-batch step's time follows it
 Evaluation: segments/s of the LAVISH (m = 2) model in eval mode on the batch, and the latency of one 10-second
 clip (10 segments, batch 1) through the model (decoding excluded: see benchmarks/media.py).
 
+``--kernels-only``: no timed steps, only the kernel counts, kept activations, FLOPs (and peak memory unless
+``--no-memory``) of each variant built alone: what a loaded or slow machine can still measure exactly.
+
 Run: lavish bench --task ave --backbone vit_tiny_patch16_224 --videos 1 [--json] [--plot PATH]
 (or python -m lavish.tasks.benchmark ...). Writes bench-results/train_step_<backbone>_<device>.json unless --out.
 """
