@@ -83,6 +83,25 @@ def test_run_measures_every_variant_with_real_steps():
     assert len(benchmark.table(result).splitlines()) >= 2 + len(v)  # header lines + one row per variant
 
 
+def test_kernels_only_counts_without_timing():
+    """--kernels-only: the same kernel counts as a full run, no timed step, no time ratio; the table prints '-'."""
+    cfg = BenchConfig(backbone=MICRO, videos=1, variants=("floor", "lavish2"), memory=False, eval=False,
+                      kernels_only=True)
+    result = benchmark.run(cfg, log=lambda *a: None)
+    v = result["variants"]
+    assert result["repeats"] == 0 and result["time_ratio"] is None and result["gemm_gflops"] is None
+    for r in v.values():
+        assert r["step_s"] is None and r["all_s"] == [] and r["kernels"] > 0 and r["saved_mb"] > 0
+    assert result["kernel_ratio"] == v["lavish2"]["kernels"] / v["floor"]["kernels"] > 1
+    batch = benchmark.make_batch(MICRO, 1)
+    torch.manual_seed(0)
+    stepper = benchmark.Stepper(benchmark.build("lavish2", MICRO), "32")
+    stepper.step(batch)
+    assert benchmark.step_kernels(stepper, batch)["kernels"] == v["lavish2"]["kernels"]
+    rows = benchmark.table(result).splitlines()
+    assert rows[2].split()[:3] == ["floor", "-", "-"] and "GEMM" not in rows[-1]
+
+
 def test_bench_cli_json_has_the_named_keys(tmp_path, capsys):
     out = tmp_path / "b.json"
     code = main(["bench", "--task", "ave", "--backbone", MICRO, "--videos", "1", "--repeats", "1",

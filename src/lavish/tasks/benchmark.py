@@ -36,6 +36,9 @@ variant runs alone. Deterministic; on a GPU a small-batch step's time follows it
 Evaluation: segments/s of the LAVISH (m = 2) model in eval mode on the batch, and the latency of one 10-second
 clip (10 segments, batch 1) through the model (decoding excluded: see benchmarks/media.py).
 
+``--kernels-only``: no timed steps, only the kernel counts, kept activations, FLOPs (and peak memory unless
+``--no-memory``) of each variant built alone: what a loaded or slow machine can still measure exactly.
+
 Run: lavish bench --task ave --backbone vit_tiny_patch16_224 --videos 1 [--json] [--plot PATH]
 (or python -m lavish.tasks.benchmark ...). Writes bench-results/train_step_<backbone>_<device>.json unless --out.
 """
@@ -113,6 +116,9 @@ class BenchConfig:
     """torch intra-op threads (0: torch's default)"""
     device: str = "auto"
     """"cpu", "cuda" (or "cuda:N"), or "auto": CUDA where torch sees a GPU"""
+    kernels_only: bool = False
+    """no timed steps: only kernel counts, kept activations, FLOPs (and peak memory unless ``memory`` is off), each
+    variant built alone; a few steps per variant instead of 1 + repeats in one process"""
     variant_list: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -423,16 +429,28 @@ def run(cfg: BenchConfig, log=print) -> dict:
             log(f"memory: {name}: " + ", ".join(f"{k} {v:.6g}" for k, v in memory[name].items()
                                                 if isinstance(v, (int, float))))
     batch = make_batch(cfg.backbone, cfg.videos, device=device)
-    torch.manual_seed(0)
-    steppers = {name: Stepper(build(name, cfg.backbone, device), cfg.precision) for name in names}
+    times: dict[str, list[float]] = {n: [] for n in names}
+    steppers: dict[str, Stepper] = {}
+    counted = dict(memory)  # counts made where the variant ran alone (memory children, or here below)
+    if cfg.kernels_only:
+        for name in names:
+            if name not in memory:
+                log(f"kernels: {name} ...")
+                torch.manual_seed(0)
+                stepper = Stepper(build(name, cfg.backbone, device), cfg.precision)
+                stepper.step(batch)  # warm-up (compiles the fused regions)
+                counted[name] = _counts(stepper, batch, name)
+                del stepper
+    else:
+        torch.manual_seed(0)
+        steppers = {name: Stepper(build(name, cfg.backbone, device), cfg.precision) for name in names}
     for name, s in steppers.items():
         log(f"warm-up: {name} ...")
         s.step(batch)
         trim_if_above()
         if split_variant(name)[1] & {"compile", "fused", "graphs"}:
             s.step(batch)  # a second call may recompile (dynamic shapes, grad mode): keep it out of the timing
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(cfg.repeats):
+    for r in range(cfg.repeats if steppers else 0):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             synchronize(device)
@@ -442,28 +460,29 @@ def run(cfg: BenchConfig, log=print) -> dict:
             times[name].append(time.perf_counter() - t0)
             trim_if_above()  # several big variants in one process: keep the kept heap below 60 % of RAM
         log(f"round {r + 1}/{cfg.repeats}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names))
-    counts = {name: memory[name] if name in memory else _counts(steppers[name], batch, name) for name in names}
+    counts = {name: counted[name] if name in counted else _counts(steppers[name], batch, name) for name in names}
     flops = {name: counts[name]["flops"] for name in names}
     saved = {name: counts[name]["saved_mb"] for name in names}
-    gemm = gemm_gflops(PRECISIONS[cfg.precision], device)
+    gemm = None if cfg.kernels_only else gemm_gflops(PRECISIONS[cfg.precision], device)
     result = {
         "backbone": cfg.backbone, "task": "ave", "videos": cfg.videos, "segments": cfg.videos * SEGMENTS,
-        "images": 2 * cfg.videos * SEGMENTS, "precision": cfg.precision, "repeats": cfg.repeats,
+        "images": 2 * cfg.videos * SEGMENTS, "precision": cfg.precision,
+        "repeats": 0 if cfg.kernels_only else cfg.repeats,
         "device": device.type, "device_name": _device_name(device),
         "machine": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
         "load_average": os.getloadavg(), "torch": torch.__version__, "gemm_gflops": gemm, "variants": {},
     }
     for name in names:
-        med = statistics.median(times[name])
+        med = statistics.median(times[name]) if times[name] else None
         gflop = flops[name] / 1e9 if flops[name] is not None else None
         result["variants"][name] = {
             "step_s": med, "all_s": times[name], "gflops_per_step": gflop,
-            "achieved_gflops": gflop / med if gflop else None,
-            "fraction_of_gemm_peak": gflop / med / gemm if gflop else None, "saved_mb": saved.get(name),
+            "achieved_gflops": gflop / med if gflop and med else None,
+            "fraction_of_gemm_peak": gflop / med / gemm if gflop and med else None, "saved_mb": saved.get(name),
             "kernels": counts[name]["kernels"], "syncs": counts[name]["syncs"], "top_ops": counts[name]["top_ops"],
             **({"peak_mb": memory[name]["peak_mb"], "step_mb": memory[name]["step_mb"]} if name in memory else {}),
         }
-    if cfg.eval and "lavish2" in steppers:
+    if cfg.eval and "lavish2" in steppers:  # (not with kernels_only, which keeps no model)
         result["eval"] = measure_eval(steppers["lavish2"].model, batch, cfg.repeats, cfg.precision)
     result["adapter_gflops_per_segment"] = adapter_gflops_sweep(cfg.backbone)
     v = result["variants"]
@@ -472,7 +491,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
         result.update(lavish_step_s=main["step_s"], floor_step_s=floor["step_s"],
                       lavish_peak_mb=main.get("peak_mb"), floor_peak_mb=floor.get("peak_mb"),
                       achieved_gflops=main["achieved_gflops"], floor_achieved_gflops=floor["achieved_gflops"],
-                      time_ratio=main["step_s"] / floor["step_s"],
+                      time_ratio=main["step_s"] / floor["step_s"] if floor["step_s"] else None,
                       lavish_kernels=main["kernels"], floor_kernels=floor["kernels"],
                       kernel_ratio=main["kernels"] / floor["kernels"])
         if "peak_mb" in main:
@@ -483,13 +502,13 @@ def run(cfg: BenchConfig, log=print) -> dict:
         for prefix, variant in (("ckpt", "lavish2+ckpt"), ("ackpt", "lavish2+ackpt"), ("fused", "lavish2+fused")):
             ck = v.get(variant)
             if ck:
-                result[f"{prefix}_time_ratio"] = ck["step_s"] / floor["step_s"]
+                result[f"{prefix}_time_ratio"] = ck["step_s"] / floor["step_s"] if floor["step_s"] else None
                 result[f"{prefix}_kernel_ratio"] = ck["kernels"] / floor["kernels"]
                 if "peak_mb" in ck:
                     result[f"{prefix}_memory_ratio"] = ck["peak_mb"] / floor["peak_mb"]
                 if ck.get("saved_mb") and floor.get("saved_mb"):
                     result[f"{prefix}_saved_ratio"] = ck["saved_mb"] / floor["saved_mb"]
-    if "avish" in v and "lavish2" in v:
+    if "avish" in v and "lavish2" in v and not cfg.kernels_only:
         sweep = result["adapter_gflops_per_segment"]
         result["avish_lavish_gflops_ratio"] = sweep["avish"] / sweep["m=2"]
         a_over = v["avish"]["step_s"] - v.get("floor", v["lavish2"])["step_s"]
@@ -540,7 +559,8 @@ def table(result: dict) -> str:
              f"{'variant':<16}{'step s':>9}{'x floor':>9}{'kernels':>9}{'x floor':>9}{'peak MB':>10}{'x floor':>9}"
              f"{'step MB':>9}{'saved MB':>10}{'x floor':>9}{'GFLOP/step':>12}{'GFLOP/s':>9}{'% GEMM':>8}"]
     for name, r in v.items():
-        tr = f"{r['step_s'] / floor['step_s']:.2f}" if floor else "-"
+        tr = f"{r['step_s'] / floor['step_s']:.2f}" if floor and r["step_s"] and floor["step_s"] else "-"
+        st = f"{r['step_s']:.3f}" if r["step_s"] else "-"
         pk = f"{r['peak_mb']:.0f}" if "peak_mb" in r else "-"
         mr = f"{r['peak_mb'] / floor['peak_mb']:.2f}" if floor and "peak_mb" in r and "peak_mb" in floor else "-"
         sm = f"{r['step_mb']:.0f}" if "step_mb" in r else "-"
@@ -550,10 +570,11 @@ def table(result: dict) -> str:
         ach = f"{r['achieved_gflops']:.1f}" if r["achieved_gflops"] else "-"
         frac = f"{100 * r['fraction_of_gemm_peak']:.0f}%" if r["fraction_of_gemm_peak"] else "-"
         kr = f"{r['kernels'] / floor['kernels']:.2f}" if floor else "-"
-        lines.append(f"{name:<16}{r['step_s']:>9.3f}{tr:>9}{r['kernels']:>9}{kr:>9}{pk:>10}{mr:>9}{sm:>9}{sv:>10}{sr:>9}"
+        lines.append(f"{name:<16}{st:>9}{tr:>9}{r['kernels']:>9}{kr:>9}{pk:>10}{mr:>9}{sm:>9}{sv:>10}{sr:>9}"
                      f"{gf:>12}{ach:>9}{frac:>8}")
     n = 8192 if result.get("device") == "cuda" else 2048
-    lines.append(f"GEMM peak ({result['precision']}, {n}^3 mm): {result['gemm_gflops']:.1f} GFLOP/s")
+    if result["gemm_gflops"]:
+        lines.append(f"GEMM peak ({result['precision']}, {n}^3 mm): {result['gemm_gflops']:.1f} GFLOP/s")
     if "eval" in result:
         e = result["eval"]
         lines.append(f"eval (lavish2): {e['segments_per_s']:.1f} segments/s; predict one 10-s clip: "
@@ -583,11 +604,11 @@ def plot(result: dict, path: Path) -> Path | None:
     ax.set_xlabel("latent tokens m")
     ax.set_ylabel("adapter GFLOPs per 1-s segment")
     v = result["variants"]
-    pts = [(m, v[f"lavish{m}"]["step_s"]) for m in (2, 16) if f"lavish{m}" in v]
+    pts = [(m, v[f"lavish{m}"]["step_s"]) for m in (2, 16) if f"lavish{m}" in v and v[f"lavish{m}"]["step_s"]]
     if pts:
         ax2 = ax.twinx()
         ax2.plot([p[0] for p in pts], [p[1] for p in pts], "s", color="C3", label="measured step time")
-        if "floor" in v:
+        if "floor" in v and v["floor"]["step_s"]:
             ax2.axhline(v["floor"]["step_s"], ls=":", color="C3", label="floor step time")
         ax2.set_ylabel("training step, s")
         ax2.legend(loc="lower right")
@@ -617,6 +638,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpointing", action="store_true", help="also run floor+ckpt, lavish2+ackpt and lavish2+ckpt")
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory runs")
     p.add_argument("--no-eval", dest="eval", action="store_false", help="skip eval throughput / predict latency")
+    p.add_argument("--kernels-only", action="store_true",
+                   help="no timed steps: kernel counts, kept activations and FLOPs of one step (and peak memory "
+                        "unless --no-memory), each variant built alone")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     p.add_argument("--device", default="auto", help="cpu, cuda[:N] or auto (CUDA where available; default)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -629,7 +653,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(backbone=args.backbone, videos=args.videos,
                        variants=tuple(v for v in args.variants.split(",") if v), repeats=args.repeats,
                        precision=args.precision, checkpointing=args.checkpointing, memory=args.memory,
-                       eval=args.eval, threads=args.threads, device=args.device)
+                       eval=args.eval, threads=args.threads, device=args.device,
+                       kernels_only=getattr(args, "kernels_only", False))
 
 
 def main_from_args(args: argparse.Namespace) -> dict:
