@@ -30,7 +30,6 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
 #: ATen operators that launch no kernel of their own (metadata, views, allocation, no-op conversions)
