@@ -45,6 +45,7 @@ from lavish.tasks.base import (DemoOptions, Evaluation, Option, Task, TaskModule
                                head_and_adapter_groups)
 from lavish.tasks.runner import SplitDataModule, TrainConfig
 
+
 @dataclass
 class AvvpTrainConfig(TrainConfig):
     """Training settings; defaults are the benchmark's recipe (adapters: LAVISH's AVE rate)."""
