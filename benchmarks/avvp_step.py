@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -22,6 +23,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from lavish.fileio import write_json
 
 LLP_TRAIN_CLIPS = 10_000
 
@@ -32,7 +35,9 @@ def child(backbone: str, clips: int, checkpointing: str, repeats: int, device: s
     from lavish.models.avvp import AvvpModel, AvvpModelConfig, avvp_loss
     from lavish.models.input_spec import input_spec
     from lavish.media.audio import get_frontend
+    from lavish.tasks.allocator import keep_freed_memory
 
+    keep_freed_memory()  # as `lavish train` does: reuse freed activation buffers instead of page-faulting them in
     torch.manual_seed(0)
     spec = input_spec(backbone, "avvp")
     frontend = get_frontend(spec.audio_frontend)
@@ -114,8 +119,8 @@ def main() -> None:
               f"{r['saved_mb']:>9.0f} {per_clip * LLP_TRAIN_CLIPS / 3600:>20.1f}")
     out = args.out or Path("bench-results") / f"avvp_step_{args.backbone}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": rows, "machine": platform.machine(), "python": platform.python_version()},
-                              indent=1) + "\n")
+    write_json(out, {"rows": rows, "machine": platform.machine(), "python": platform.python_version(),
+                     "load_average": os.getloadavg()})
     print(f"wrote {out}")
 
 

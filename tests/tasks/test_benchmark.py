@@ -34,7 +34,8 @@ def test_split_variant_and_unknown_names():
 
 def test_kernel_count_is_deterministic_and_adapters_add_kernels_not_syncs():
     """The kernel column: the same count for the same step every time (no timing); LAVISH launches more kernels
-    than the frozen floor, and its adapters add no host sync."""
+    than the frozen floor, and no step reads a tensor on the host (the loss builds its one-hot target without
+    F.one_hot's min/max reads; the fused AdamW reads no step counter), so it could be captured whole."""
     batch = benchmark.make_batch(MICRO, 1)
     counts = {}
     for name in ("floor", "lavish2"):
@@ -45,7 +46,7 @@ def test_kernel_count_is_deterministic_and_adapters_add_kernels_not_syncs():
         assert first == second and first["kernels"] > 0
         counts[name] = first
     assert counts["floor"]["kernels"] < counts["lavish2"]["kernels"]
-    assert counts["lavish2"]["syncs"] == counts["floor"]["syncs"]
+    assert counts["lavish2"]["syncs"] == counts["floor"]["syncs"] == 0
 
 
 def test_cuda_refused_without_gpu():

@@ -125,7 +125,9 @@ def ave_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     with torch.autocast(device_type=logits.device.type, enabled=False):
         logits = logits.float()
         probs = logits.softmax(-1)
-        target = F.one_hot(labels, logits.shape[-1]).float()
+        # one-hot by comparison, not F.one_hot: that reads the labels' min and max on the host (two syncs a step,
+        # which keep a step from being captured whole); labels come from a validated cache
+        target = (labels.unsqueeze(-1) == torch.arange(logits.shape[-1], device=labels.device)).float()
         # exactly 0 for finite logits, NaN otherwise; NaN probabilities are replaced so that BCE does not raise
         poison = logits.sum() * 0.0
         return F.binary_cross_entropy(torch.nan_to_num(probs, nan=0.5), target) + poison
