@@ -75,3 +75,24 @@ def test_lightning_noise_is_filtered_and_the_filters_end_with_the_command(monkey
     assert warnings.showwarning.__module__ != "lavish.cli.main" and not logging.root.manager.disable
     logging.getLogger("lightning.pytorch.utilities.rank_zero").info("after the command")
     assert [r.getMessage() for r in caplog.records] == ["after the command"]
+
+
+def test_torch_log_lines_below_error_are_hidden_during_a_command_and_shown_with_debug(monkeypatch, capfd):
+    """torch's compiler logs notes in glog format with its own file paths (e.g. "No CUDA runtime is found" while
+    --fused-adapters compiles on a CPU machine): not for the user; its errors still show; --debug shows all."""
+    import torch  # noqa: F401  torch sets up its log handlers on import
+
+    def run(args):
+        logging.getLogger("torch.utils.cpp_extension").warning("compiler note")
+        logging.getLogger("torch._inductor.some_pass").error("compiler error")
+        return 0
+
+    monkeypatch.setattr(lavish.cli.info, "run", run)
+    capfd.readouterr()
+    assert main(["info"]) == 0
+    err = capfd.readouterr().err
+    assert "compiler note" not in err and "compiler error" in err
+    assert main(["--debug", "info"]) == 0
+    assert "compiler note" in capfd.readouterr().err
+    logging.getLogger("torch.utils.cpp_extension").warning("after the command")
+    assert "after the command" in capfd.readouterr().err

@@ -89,12 +89,26 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     print(f"warning: {one_line(message)}", file=sys.stderr if file is None else file)
 
 
+def _below_error(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
+def _torch_log_handlers() -> list[logging.Handler]:
+    """The handlers torch's logging set up (on ``torch`` and its registered children, which do not propagate)."""
+    names = ["torch", *(n for n in logging.root.manager.loggerDict if n.startswith("torch."))]
+    handlers = {id(h): h for n in names for h in getattr(logging.getLogger(n), "handlers", [])}
+    return list(handlers.values())
+
+
 @contextmanager
 def user_facing_output(debug: bool) -> Iterator[None]:
-    """While a command runs: one-line warnings without the notes in :data:`QUIET`, and no INFO log lines (lavish
-    logs nothing; Lightning's say which accelerators it found, advertise, and narrate its steps); all as before
-    afterwards. ``debug``: everything as is."""
+    """While a command runs: one-line warnings without the notes in :data:`QUIET`, no INFO log lines (lavish
+    logs nothing; Lightning's say which accelerators it found, advertise, and narrate its steps), and none of
+    torch's log lines below ERROR (the compiler's notes while ``--fused-adapters`` compiles, e.g. "No CUDA runtime
+    is found", in torch's glog format with its file paths); all as before afterwards. ``debug``: everything as
+    is."""
     disabled = logging.root.manager.disable
+    handlers = [] if debug else _torch_log_handlers()
     with warnings.catch_warnings():
         if not debug:
             warnings.showwarning = show_warning
@@ -103,10 +117,14 @@ def user_facing_output(debug: bool) -> Iterator[None]:
             for category in (DeprecationWarning, FutureWarning):  # Lightning's own use of torch APIs
                 warnings.filterwarnings("ignore", category=category, module=r"lightning\.")
             logging.disable(max(disabled, logging.INFO))
+            for handler in handlers:
+                handler.addFilter(_below_error)
         try:
             yield
         finally:
             logging.disable(disabled)
+            for handler in handlers:
+                handler.removeFilter(_below_error)
 
 
 def main(argv: list[str] | None = None) -> int:
