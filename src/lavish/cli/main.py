@@ -89,7 +89,8 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     print(f"warning: {one_line(message)}", file=sys.stderr if file is None else file)
 
 
-def _below_error(record: logging.LogRecord) -> bool:
+def _errors_only(record: logging.LogRecord) -> bool:
+    """Handler filter: keep records of level ERROR and above."""
     return record.levelno >= logging.ERROR
 
 
@@ -118,13 +119,13 @@ def user_facing_output(debug: bool) -> Iterator[None]:
                 warnings.filterwarnings("ignore", category=category, module=r"lightning\.")
             logging.disable(max(disabled, logging.INFO))
             for handler in handlers:
-                handler.addFilter(_below_error)
+                handler.addFilter(_errors_only)
         try:
             yield
         finally:
             logging.disable(disabled)
             for handler in handlers:
-                handler.removeFilter(_below_error)
+                handler.removeFilter(_errors_only)
 
 
 def main(argv: list[str] | None = None) -> int:
