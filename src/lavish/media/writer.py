@@ -95,7 +95,11 @@ def _add_video(container, codec, frames, fps, frame_times, rotation, crf):
     if frame_times is not None:
         stream.codec_context.time_base = Fraction(1, 1000)
     if codec in ("h264", "libx264"):
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        # mbtree off: with it, x264 gave different bytes (and decoded pixels) for the same frames from run to run on
+        # small frames once the process heap held freed buffers (seen on 64x64 clips after decoding, and in the
+        # synthetic datasets' worker processes); without it the same frames give the same file every time, so a
+        # demo or test dataset is reproducible (tests/media/test_media_writer.py)
+        stream.options = {"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0"}
     elif codec in ("vp8", "vp9", "libvpx", "libvpx-vp9"):
         stream.options = {"crf": str(max(crf, 4)), "b": "0", "deadline": "realtime", "cpu-used": "8"}
     else:  # mpeg4 / mjpeg: fixed quality, no B-frames (AVI has no presentation timestamps to reorder them)
