@@ -278,3 +278,36 @@ def test_yaml_value_of_a_wrong_type_is_refused_naming_file_and_key(text, key, ca
     line = refused(capsys, ["train", "ave", "--config", str(config), "--data", str(tmp_path / "c"), "--out", str(out)],
                    str(config), f": {key}:")
     assert not out.exists(), line
+
+
+@pytest.mark.parametrize(("task", "text", "flag", "dest"), [
+    ("ave", "pretrained: false", "--pretrained", "pretrained"),
+    ("avqa", "train_norms: false", "--train-norms", "train_norms"),
+    ("avvp", "label_smoothing: false", "--label-smoothing", "label_smoothing"),
+])
+def test_a_false_setting_in_yaml_can_be_turned_back_on_from_the_command_line(task, text, flag, dest, tmp_path):
+    """Every setting a YAML can turn off has a flag that turns it on (the command line wins both ways), and the
+    YAML key keeps meaning the setting's value now that a flag has the same name."""
+    config = tmp_path / "row.yaml"
+    config.write_text(text + "\n")
+    assert getattr(parsed(task, config, []), dest) is False
+    assert getattr(parsed(task, config, [flag]), dest) is True
+    config.write_text(text.replace("false", "true") + "\n")
+    assert getattr(parsed(task, config, []), dest) is True
+    negation = {"pretrained": "--no-pretrained", "train_norms": "--frozen-norms",
+                "label_smoothing": "--no-label-smoothing"}[dest]
+    assert getattr(parsed(task, config, [negation]), dest) is False
+
+
+def test_the_twin_flags_reach_the_model(tmp_path):
+    config = tmp_path / "row.yaml"
+    config.write_text("train_norms: false\nbackbone: lavish_vit_micro_patch8_64\n")
+    task = TASKS["avqa"]
+    args = parsed("avqa", config, ["--train-norms"])
+    assert model_config_from_args(task, args, task_option_values(task, args)).train_norms is True
+    config.write_text("label_smoothing: false\nbackbone: lavish_vit_micro_patch8_64\n")
+    task = TASKS["avvp"]
+    args = parsed("avvp", config, ["--label-smoothing"])
+    assert model_config_from_args(task, args, task_option_values(task, args)).label_smoothing is True
+    args = parsed("avvp", config, [])
+    assert model_config_from_args(task, args, task_option_values(task, args)).label_smoothing is False

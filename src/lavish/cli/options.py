@@ -68,6 +68,8 @@ def add_train_options(parser: argparse.ArgumentParser, task) -> None:
     g = parser.add_argument_group("backbone weights")
     g.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
                    help="random-init backbone (demo and tests; a real run uses pretrained weights)")
+    g.add_argument("--pretrained", dest="pretrained", action="store_true", default=None,
+                   help="pretrained backbone (the default; overrides pretrained: false in a --config file)")
     g.add_argument("--backbone-weights", help="local timm checkpoint of the backbone (offline machines)")
     t = parser.add_argument_group("training")
     t.add_argument("--epochs", type=int)
@@ -104,12 +106,16 @@ def _find_action(parser: argparse.ArgumentParser, key: str) -> tuple[argparse.Ac
     return None, False
 
 
-def _config_value(action: argparse.Action, by_flag: bool, value: Any, where: str) -> Any:
-    """A YAML value checked and converted as argparse would the option's text; ConfigError naming ``where``."""
+def _config_value(action: argparse.Action, by_flag: bool, value: Any, where: str, key: str = "") -> Any:
+    """A YAML value checked and converted as argparse would the option's text; ConfigError naming ``where``.
+
+    A true/false key that names a flag whose setting has another name (``no_pretrained: true``) means "the flag
+    given" (true) or "not given" (false); a key that names the setting itself (``pretrained: false``, also where a
+    twin flag ``--pretrained`` has that name) is the setting's value."""
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: {value!r} is not true or false")
-        if by_flag:
+        if by_flag and key.replace("-", "_") != action.dest:
             return action.const if value else None
         return value
     if action.nargs == "?":  # --checkpointing [MODE]: true = the bare flag
@@ -162,7 +168,7 @@ def apply_config_file(args: argparse.Namespace, parser: argparse.ArgumentParser 
         action, by_flag = _find_action(parser, str(key))
         if action is None or action.dest in NOT_IN_CONFIG:
             raise ConfigError(f"config file {path}: unknown setting {key!r}")
-        value = _config_value(action, by_flag, value, f"config file {path}: {key}")
+        value = _config_value(action, by_flag, value, f"config file {path}: {key}", str(key))
         if getattr(args, action.dest, None) is None and value is not None:
             setattr(args, action.dest, value)
 

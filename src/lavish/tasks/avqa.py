@@ -396,6 +396,9 @@ class AvqaTask(Task):
         Option(("--frozen-norms",), {"dest": "train_norms", "action": "store_false", "default": None,
                                      "help": "keep the backbone LayerNorms frozen (the authors train them: "
                                              "--is_vit_ln 1)"}),
+        Option(("--train-norms",), {"dest": "train_norms", "action": "store_true", "default": None,
+                                    "help": "train the backbone LayerNorms (the default; overrides train_norms: "
+                                            "false in a --config file)"}),
         Option(("--lr-rule",), {"choices": tuple(LR_RULES),
                                 "help": "scale lr with batch/base-batch: constant, sqrt (default), linear "
                                         "(add --warmup-steps)"}),

@@ -177,6 +177,10 @@ class AvvpTask(Task):
             "dest": "label_smoothing", "action": "store_false", "default": None,
             "help": "train the per-modality terms on the hard labels (default: the benchmark's modality-aware "
                     "smoothing, visual targets 0.95 / 0.05)"}),
+        Option(("--label-smoothing",), {
+            "dest": "label_smoothing", "action": "store_true", "default": None,
+            "help": "the benchmark's modality-aware label smoothing (the default; overrides label_smoothing: false "
+                    "in a --config file)"}),
         Option(("--han-dim",), {"type": int, "metavar": "D", "help": "HAN width (default 512)"}),
         Option(("--han-heads",), {"type": int, "help": "HAN attention heads (default 1, the benchmark's)"}),
         Option(("--han-ff-dim",), {"type": int, "metavar": "D", "help": "HAN feed-forward width (default 512)"}),
