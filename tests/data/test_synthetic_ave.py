@@ -45,6 +45,10 @@ def test_same_seed_same_dataset(dataset, tmp_path):
                                size=48, seed=3, workers=2)
     assert (again / "Annotations.txt").read_text() == (dataset / "Annotations.txt").read_text()
     assert (again / "testSet.txt").read_text() == (dataset / "testSet.txt").read_text()
+    videos = sorted((dataset / "AVE").glob("*.mp4"))  # byte-identical, one process or two worker processes
+    assert len(videos) == NUM_VIDEOS
+    for video in videos:
+        assert (again / "AVE" / video.name).read_bytes() == video.read_bytes(), video.name
 
 
 def _object_visible(frame: np.ndarray, colour) -> bool:

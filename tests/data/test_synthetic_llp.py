@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lavish.data import llp
-from lavish.data.synthetic_llp import KINDS, SIGNATURES, _render, make_synthetic_llp, synthetic_plan
+from lavish.data.synthetic_llp import KINDS, SIGNATURES, make_synthetic_llp, synthetic_plan
 from lavish.errors import ConfigError
 from lavish.media.decode import decode_clip, probe, read_audio
 
@@ -54,22 +54,16 @@ def test_three_kinds_of_events_in_every_split():
 
 
 def test_same_seed_same_dataset(dataset, tmp_path):
-    """Same csv files and same rendered pixels and samples; the encoded files may differ by a few levels (the
-    threaded h264 encoder is not bit-deterministic), so decoded frames are compared with a tolerance."""
+    """Same csv files and byte-identical mp4 files, written by one process or by two worker processes (the demo's
+    numbers repeat run to run only if its clips do: tests/media/test_media_writer.py)."""
     again = make_synthetic_llp(tmp_path, num_train=SIZE[0], num_val=SIZE[1], num_test=SIZE[2], num_classes=CLASSES,
                                size=48, seed=5, workers=2)
     for file in (*llp.SPLIT_FILES.values(), *llp.EVAL_FILES):
         assert (again / file).read_text() == (dataset / file).read_text()
-    plan = synthetic_plan(num_train=SIZE[0], num_val=SIZE[1], num_test=SIZE[2], num_classes=CLASSES, seed=5)
-    name, events, render_seed = plan["val"][0]
-    first, second = (_render(events, 48, np.random.default_rng(render_seed)) for _ in range(2))
-    np.testing.assert_array_equal(first[0], second[0])
-    np.testing.assert_array_equal(first[1], second[1])
-    a, b = (decode_clip(root / "LLP_dataset" / "video" / f"{name}.mp4", num_segments=10, frame_size=(48, 48),
-                        frontend="micro") for root in (dataset, again))
-    diff = np.abs(a.frames.astype(int) - b.frames.astype(int))
-    assert diff.mean() < 0.5 and diff.max() <= 16
-    np.testing.assert_allclose(a.spectrograms, b.spectrograms, atol=0.05)
+    videos = sorted((dataset / "LLP_dataset" / "video").glob("*.mp4"))
+    assert len(videos) == sum(SIZE)
+    for video in videos:
+        assert (again / "LLP_dataset" / "video" / video.name).read_bytes() == video.read_bytes(), video.name
     other = make_synthetic_llp(tmp_path / "other", num_train=1, num_val=1, num_test=1, num_classes=CLASSES,
                                size=48, seed=6)
     assert (other / "AVVP_val_pd.csv").read_text() != (dataset / "AVVP_val_pd.csv").read_text()
