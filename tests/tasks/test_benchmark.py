@@ -30,6 +30,14 @@ def test_split_variant_and_unknown_names():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match=r"\+graphs replays CUDA graphs, which needs --device cuda"):
             BenchConfig(variants=("floor", "lavish2+graphs"))
+        with pytest.raises(ValueError, match=r"\+capture replays CUDA graphs, which needs --device cuda"):
+            BenchConfig(variants=("floor+capture",))
+    assert split_variant("floor+compile") == ("floor", frozenset({"compile"}))
+    with pytest.raises(ValueError, match="do not compile activation checkpointing"):
+        split_variant("lavish2+compile+ckpt")
+    for name in ("lavish2+compile+fused", "lavish2+capture+graphs", "lavish2+compile+capture"):
+        with pytest.raises(ValueError, match="give one of them"):
+            split_variant(name)
 
 
 def test_kernel_count_is_deterministic_and_adapters_add_kernels_not_syncs():
@@ -126,3 +134,29 @@ def test_bench_cli_refuses_bad_options(capsys):
     assert main(["bench", "--backbone", MICRO, "--variants", "floor,nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown variant 'nope'" in err[0]
+
+
+def test_whole_step_compile_is_one_graph_with_fewer_kernels_and_the_eager_maths():
+    """``+compile`` (``lavish train --compile-step``): the floor's trunk and the LAVISH model each compile as one
+    graph (fullgraph: a break would raise), the compiled step gives the eager step's loss and updated adapters, makes
+    no host sync, and launches fewer kernels than the eager step (inductor fuses the elementwise passes)."""
+    from torch._dynamo.utils import counters
+
+    batch = benchmark.make_batch(MICRO, 2)
+    counts, params = {}, {}
+    for name in ("floor", "floor+compile", "lavish2", "lavish2+compile"):
+        torch.manual_seed(0)
+        stepper = benchmark.Stepper(benchmark.build(name, MICRO), "32")
+        counters.clear()
+        losses = [float(stepper.run_step(batch).detach()) for _ in range(2)]
+        if "compile" in name:
+            assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
+        counts[name] = benchmark.step_kernels(stepper, batch)
+        params[name] = [p.detach().clone() for p in stepper.model.parameters() if p.requires_grad]
+        counts[name]["losses"] = losses
+    for base in ("floor", "lavish2"):
+        eager, compiled = counts[base], counts[base + "+compile"]
+        assert compiled["losses"] == pytest.approx(eager["losses"], rel=1e-5)
+        assert compiled["syncs"] == 0 and compiled["kernels"] < eager["kernels"]
+        for a, b in zip(params[base], params[base + "+compile"], strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)

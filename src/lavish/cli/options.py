@@ -27,7 +27,8 @@ ADAPTER_FLAGS = {"fusion": "--fusion", "cma": "--cma", "latents": "--latents", "
 ADAPTER_FIELDS = {"fusion": "fusion", "cma": "cma", "latents": "num_latents", "reduction": "reduction",
                   "groups": "groups", "formulation": "formulation"}
 #: options of ``lavish train`` that are settings of every task's TrainConfig
-TRAIN_FIELDS = ("epochs", "batch_size", "lr", "patience", "seed", "precision", "devices", "num_workers")
+TRAIN_FIELDS = ("epochs", "batch_size", "lr", "patience", "seed", "precision", "devices", "num_workers",
+                "compile_step")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +88,10 @@ def add_train_options(parser: argparse.ArgumentParser, task) -> None:
                    help="run each adapter position of a training step as one torch.compile region (same maths, "
                         "fewer kernels; the first steps compile); cuda-graphs: also replay them as CUDA graphs "
                         "(a GPU only); bare --fused-adapters = compile")
+    t.add_argument("--compile-step", nargs="?", const="inductor", choices=("inductor", "cuda-graphs"),
+                   help="compile each training step's forward and backward whole, backbone included (one graph, "
+                        "no host sync; the first step compiles, minutes); cuda-graphs: also replay it as CUDA graphs "
+                        "(a GPU only); bare --compile-step = inductor")
     t.add_argument("--resume", action="store_true", default=None,
                    help="continue the run in --out from its last checkpoint")
     t.add_argument("--no-progress", dest="progress", action="store_false", default=None)

@@ -38,7 +38,7 @@ from lavish.errors import CheckpointError, ConfigError, LavishError
 from lavish.models.adapters import MODALITIES
 from lavish.tasks.checkpointing import ExportBest
 from lavish.tasks.runner import (ADAPTER_FILE, NonFiniteLoss, SplitDataModule, TrainableCheckpoints, TrainConfig,
-                                 check_run_dir, last_checkpoint, make_trainer, record_run, write_results)
+                                 check_run_dir, compiled_for_training, last_checkpoint, make_trainer, record_run, write_results)
 
 if TYPE_CHECKING:  # pragma: no cover
     from torchmetrics import Metric
@@ -282,7 +282,20 @@ class TaskModule(TrainableCheckpoints, L.LightningModule):
         self.test_metrics = nn.ModuleDict(self.task.metrics("test", self.model))
 
     def forward(self, batch: dict) -> Any:
-        return self.task.forward(self.model, batch)
+        return self.task.forward(self._step_model() if self.training else self.model, batch)
+
+    def _step_model(self) -> nn.Module:
+        """The model a training step runs: ``self.model``, or under ``compile_step`` the same model compiled whole
+        (built on first use, kept outside the module tree so that checkpoints and devices see one model)."""
+        mode = self.train_config.compile_step
+        if mode == "none":
+            return self.model
+        compiled = self.__dict__.get("_compiled_model")
+        if compiled is None:
+            compiled = self.__dict__["_compiled_model"] = compiled_for_training(self.model, mode)
+        if mode == "cuda-graphs":
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
+        return compiled
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self(batch)
@@ -355,6 +368,13 @@ def train(task: "str | Task", data: str | Path, out: str | Path, model_config: A
     """
     task = resolve_task(task)
     start = time.monotonic()
+    if train_config.compile_step != "none" and model_config.fused_adapters not in (False, "none"):
+        raise ConfigError("--compile-step compiles the whole training step, the adapters included: give it without "
+                          "--fused-adapters")
+    if train_config.compile_step != "none" and model_config.checkpointing not in (False, None, "none"):
+        raise ConfigError("--compile-step does not compile activation checkpointing (its recomputation keeps the "
+                          "adapters' BatchNorm statistics in a way torch.compile cannot trace): give one of "
+                          "--compile-step, --checkpointing")
     out = check_run_dir(out, resume)
     L.seed_everything(train_config.seed, workers=True, verbose=False)
     dm = task.data_module(data, backbone=model_config.backbone, batch_size=train_config.batch_size,

@@ -72,6 +72,7 @@ from lavish.models.input_spec import input_spec
 from lavish.models.profiling import count_kernels
 from lavish.tasks.allocator import keep_freed_memory, trim_if_above
 from lavish.tasks.ave import ave_loss
+from lavish.tasks.runner import compiled_for_training
 
 #: default folder of the JSON and PNG results (relative to the working directory)
 RESULTS = Path("bench-results")
@@ -133,16 +134,21 @@ class BenchConfig:
         if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r}: torch sees no CUDA GPU on this machine")
         for name in names:
-            if "graphs" in flags[name] and torch.device(self.device).type != "cuda":
-                raise ValueError(f"variant {name!r}: +graphs replays CUDA graphs, which needs --device cuda "
-                                 f"(this run: {self.device})")
+            for suffix in {"graphs", "capture"} & flags[name]:
+                if torch.device(self.device).type != "cuda":
+                    raise ValueError(f"variant {name!r}: +{suffix} replays CUDA graphs, which needs --device cuda "
+                                     f"(this run: {self.device})")
         self.variant_list = names
 
 
-#: variant-name suffixes: "+ckpt" checkpointing of whole blocks, "+ackpt" of the adapters, "+compile" torch.compile
-#: of the whole model, "+fused" each adapter position as one compiled region (``fused_adapters="compile"``),
-#: "+graphs" the same replayed as CUDA graphs (``fused_adapters="cuda-graphs"``, a GPU only)
-SUFFIXES = ("ckpt", "ackpt", "compile", "fused", "graphs")
+#: variant-name suffixes: "+ckpt" checkpointing of whole blocks, "+ackpt" of the adapters, "+compile" the whole
+#: training step compiled as one graph (``compile_step="inductor"``), "+capture" the same replayed as CUDA graphs
+#: (``compile_step="cuda-graphs"``, a GPU only), "+fused" each adapter position as one compiled region
+#: (``fused_adapters="compile"``), "+graphs" the same replayed as CUDA graphs (``fused_adapters="cuda-graphs"``, a GPU
+#: only)
+SUFFIXES = ("ckpt", "ackpt", "compile", "capture", "fused", "graphs")
+#: suffixes that compile something (their first steps are warm-up, not timed)
+COMPILING = frozenset({"compile", "capture", "fused", "graphs"})
 
 
 def split_variant(name: str) -> tuple[str, frozenset[str]]:
@@ -157,6 +163,11 @@ def split_variant(name: str) -> tuple[str, frozenset[str]]:
         raise ValueError(f"variant {name!r}: +fused / +graphs need adapter modules, which {base} has not")
     if {"fused", "graphs"} <= set(suffixes):
         raise ValueError(f"variant {name!r}: +graphs already fuses the adapters; give one of +fused, +graphs")
+    if {"compile", "capture"} & set(suffixes) and {"ckpt", "ackpt"} & set(suffixes):
+        raise ValueError(f"variant {name!r}: +compile / +capture do not compile activation checkpointing")
+    if len({"compile", "capture", "fused", "graphs"} & set(suffixes)) > 1:
+        raise ValueError(f"variant {name!r}: +compile / +capture compile the whole step, +fused / +graphs the "
+                         "adapters: give one of them")
     return base, frozenset(suffixes)
 
 
@@ -192,11 +203,17 @@ class Floor(nn.Module):
 
     def forward(self, audio: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         bb = self.model.backbone
-        b, t = frames.shape[:2]
         with torch.no_grad():
             a, _ = bb.family.embed(bb.audio_image(audio.flatten(0, 1)))
             v, grid = bb.family.embed(frames.flatten(0, 1))
         a, v = a.detach().requires_grad_(), v.detach().requires_grad_()
+        return self.trunk(a, v, grid, frames.shape[0])
+
+    def trunk(self, a: torch.Tensor, v: torch.Tensor, grid, b: int) -> torch.Tensor:
+        """Blocks, pooling, head: patch tokens a, v (B T, N, C) -> logits (B, T, K) (what ``+compile`` compiles:
+        the embedding's leaf tensors stay outside the graph)."""
+        bb = self.model.backbone
+        t = a.shape[0] // b
         if a.shape == v.shape:
             a, v = self._blocks(torch.cat([a, v]), grid).split(a.shape[0])
         else:
@@ -206,24 +223,27 @@ class Floor(nn.Module):
 
 
 def build(name: str, backbone: str, device: str | torch.device = "cpu") -> nn.Module:
-    """The model of variant ``name`` (random-init backbone) on ``device``; ``+compile`` wraps it in torch.compile."""
+    """The model of variant ``name`` (random-init backbone) on ``device``; ``+compile`` / ``+capture`` compile its
+    training step whole as ``lavish train --compile-step`` does (the floor: its blocks, pooling and head)."""
     base, flags = split_variant(name)
     adapter = VARIANTS[base]()
     ckpt = "blocks" if "ckpt" in flags else "adapters" if "ackpt" in flags else "none"
     fused = "cuda-graphs" if "graphs" in flags else "compile" if "fused" in flags else "none"
-    if adapter is None:
-        model = Floor(backbone, ckpt == "blocks")
-    else:
-        if fused != "none":
-            # the compiled kernels show in the profiler's kernel count (set before the first compile, in every
-            # process of the bench, so that all of them share inductor's cache entries)
-            from torch._inductor import config
+    step = "cuda-graphs" if "capture" in flags else "inductor" if "compile" in flags else "none"
+    if flags & COMPILING:
+        # the compiled kernels show in the profiler's kernel count (set before the first compile, in every
+        # process of the bench, so that all of them share inductor's cache entries)
+        from torch._inductor import config
 
-            config.cpp.enable_kernel_profile = True
-        model = AveModel(AveModelConfig(backbone=backbone, adapter=adapter, num_classes=NUM_CLASSES,
-                                        checkpointing=ckpt, fused_adapters=fused))
-    model = model.to(device)
-    return torch.compile(model) if "compile" in flags else model
+        config.cpp.enable_kernel_profile = True
+    if adapter is None:
+        model = Floor(backbone, ckpt == "blocks").to(device)
+        if step != "none":
+            model.trunk = compiled_for_training(model.trunk, step)
+        return model
+    model = AveModel(AveModelConfig(backbone=backbone, adapter=adapter, num_classes=NUM_CLASSES,
+                                    checkpointing=ckpt, fused_adapters=fused)).to(device)
+    return model if step == "none" else compiled_for_training(model, step)
 
 
 def make_batch(backbone: str, videos: int, segments: int = SEGMENTS, seed: int = 0,
@@ -268,6 +288,7 @@ class Stepper:
 
     def run_step(self, batch: dict) -> torch.Tensor:
         """One training step without reading the loss on the host: forward, loss, backward, optimiser step."""
+        torch.compiler.cudagraph_mark_step_begin()  # +capture: a new step (elsewhere a counter, nothing runs)
         self.opt.zero_grad(set_to_none=True)
         loss = self.forward_loss(batch)
         loss.backward()
@@ -293,7 +314,7 @@ def step_kernels(stepper: Stepper, batch: dict) -> dict:
 def _counts(stepper: Stepper, batch: dict, name: str) -> dict:
     """FLOPs of a step, its kernel count and the activations kept for backward, measured where the variant runs
     alone."""
-    saved = None if "compile" in split_variant(name)[1] else saved_activation_mb(stepper, batch)
+    saved = None if split_variant(name)[1] & {"compile", "capture"} else saved_activation_mb(stepper, batch)
     return {"flops": step_flops(stepper, batch), "saved_mb": saved, **step_kernels(stepper, batch)}
 
 
@@ -448,7 +469,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
         log(f"warm-up: {name} ...")
         s.step(batch)
         trim_if_above()
-        if split_variant(name)[1] & {"compile", "fused", "graphs"}:
+        if split_variant(name)[1] & COMPILING:
             s.step(batch)  # a second call may recompile (dynamic shapes, grad mode): keep it out of the timing
     for r in range(cfg.repeats if steppers else 0):
         order = names[r % len(names):] + names[:r % len(names)]
@@ -499,7 +520,8 @@ def run(cfg: BenchConfig, log=print) -> dict:
         if main.get("saved_mb") and floor.get("saved_mb"):
             result.update(lavish_saved_mb=main["saved_mb"], floor_saved_mb=floor["saved_mb"],
                           saved_ratio=main["saved_mb"] / floor["saved_mb"])
-        for prefix, variant in (("ckpt", "lavish2+ckpt"), ("ackpt", "lavish2+ackpt"), ("fused", "lavish2+fused")):
+        for prefix, variant in (("ckpt", "lavish2+ckpt"), ("ackpt", "lavish2+ackpt"), ("fused", "lavish2+fused"),
+                                ("compile", "lavish2+compile"), ("capture", "lavish2+capture")):
             ck = v.get(variant)
             if ck:
                 result[f"{prefix}_time_ratio"] = ck["step_s"] / floor["step_s"] if floor["step_s"] else None
@@ -508,6 +530,15 @@ def run(cfg: BenchConfig, log=print) -> dict:
                     result[f"{prefix}_memory_ratio"] = ck["peak_mb"] / floor["peak_mb"]
                 if ck.get("saved_mb") and floor.get("saved_mb"):
                     result[f"{prefix}_saved_ratio"] = ck["saved_mb"] / floor["saved_mb"]
+    for suffix, done in (("compile", "compiled"), ("capture", "captured")):
+        # the whole-step variants against the floor compiled the same way: what the adapters cost in that mode
+        lav, flo = v.get(f"lavish2+{suffix}"), v.get(f"floor+{suffix}")
+        if lav and flo:
+            if lav["step_s"] and flo["step_s"]:
+                result[f"{suffix}_over_{done}_floor_time_ratio"] = lav["step_s"] / flo["step_s"]
+            result[f"{suffix}_over_{done}_floor_kernel_ratio"] = lav["kernels"] / flo["kernels"]
+            if "peak_mb" in lav and "peak_mb" in flo:
+                result[f"{suffix}_over_{done}_floor_memory_ratio"] = lav["peak_mb"] / flo["peak_mb"]
     if "avish" in v and "lavish2" in v and not cfg.kernels_only:
         sweep = result["adapter_gflops_per_segment"]
         result["avish_lavish_gflops_ratio"] = sweep["avish"] / sweep["m=2"]
@@ -631,8 +662,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--videos", type=int, default=BenchConfig.videos, help="videos per step (10 segments each)")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                    help=f"comma-separated, from {', '.join(VARIANTS)}; suffixes '+ckpt' / '+ackpt' (checkpointing of blocks / adapters), "
-                        "'+compile' (torch.compile of the model), '+fused' (each adapter position one compiled region: "
-                        "train --fused-adapters), '+graphs' (the same as CUDA graphs: --fused-adapters cuda-graphs)")
+                        "'+compile' (the whole step compiled as one graph: train --compile-step), '+capture' (the same "
+                        "replayed as CUDA graphs: --compile-step cuda-graphs), '+fused' (each adapter position one "
+                        "compiled region: train --fused-adapters), '+graphs' (the same as CUDA graphs: "
+                        "--fused-adapters cuda-graphs)")
     p.add_argument("--repeats", type=int, default=BenchConfig.repeats, help="timed steps per variant (median)")
     p.add_argument("--precision", default="32", choices=list(PRECISIONS))
     p.add_argument("--checkpointing", action="store_true", help="also run floor+ckpt, lavish2+ackpt and lavish2+ckpt")

@@ -30,6 +30,12 @@ from lavish.tasks.checkpointing import ExportBest, SafeCheckpointIO, rng_state, 
 from lavish.tasks.sync_bn import AllReduceSyncBatchNorm
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+#: ``compile_step`` settings (``lavish train --compile-step``): "none" runs the training step eagerly; "inductor"
+#: compiles the task model's training forward as one graph (``torch.compile(fullgraph=True, dynamic=False)``: a graph
+#: break is an error, not a silent split) and with it, through AOTAutograd, its backward; "cuda-graphs" compiles the
+#: same graph with ``mode="reduce-overhead"``, which replays the forward and the backward as CUDA graphs (a CUDA GPU
+#: only). Validation, test and prediction stay eager. True = "inductor".
+COMPILE_STEP = ("none", "inductor", "cuda-graphs")
 RUN_CONFIG = "run.json"
 ADAPTER_FILE = "best.safetensors"
 FROZEN_PREFIX = "model.backbone.backbone."
@@ -54,8 +60,11 @@ class TrainConfig:
     precision: str = "32"
     devices: int = 1
     num_workers: int = 0
+    compile_step: str = "none"
+    """the training step compiled whole: one of :data:`COMPILE_STEP` (True = "inductor")"""
 
     def __post_init__(self) -> None:
+        self.compile_step = compile_step_mode(self.compile_step)
         for name in ("epochs", "batch_size", "patience", "devices"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -76,6 +85,33 @@ class TrainConfig:
                               "is global and split evenly over the processes")
         if self.num_workers < 0:
             raise ConfigError(f"num-workers={self.num_workers} is not valid: it must be >= 0")
+
+
+def compile_step_mode(value: bool | str) -> str:
+    """``compile_step=`` value -> one of :data:`COMPILE_STEP`; ConfigError for anything else or for CUDA graphs on a
+    machine without a CUDA GPU."""
+    if isinstance(value, bool):
+        return "inductor" if value else "none"
+    if value not in COMPILE_STEP:
+        raise ConfigError(f"compile-step={value!r} is not valid: choose one of {', '.join(COMPILE_STEP)}")
+    if value == "cuda-graphs" and not torch.cuda.is_available():
+        raise ConfigError("compile-step='cuda-graphs' needs a CUDA GPU, and torch sees none on this machine: use "
+                          "'inductor'")
+    return value
+
+
+def compiled_for_training(model: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """``model`` compiled whole for training steps (``mode``: "inductor" or "cuda-graphs", see
+    :data:`COMPILE_STEP`): the returned module shares ``model``'s parameters and buffers (nothing is copied, state
+    dicts keep their keys); the first call of each input shape compiles.
+
+    Random ops (dropout) draw from torch's generator as in eager mode (inductor's ``fallback_random``), so a compiled
+    run takes the eager run's dropout masks and resumes exactly from its RNG state; RNN modules (the AVQA question
+    encoder's LSTM) are traced into the graph (dynamo's ``allow_rnn``), which would otherwise break it."""
+    torch._dynamo.config.allow_rnn = True
+    return torch.compile(model, fullgraph=True, dynamic=False,
+                         mode="reduce-overhead" if mode == "cuda-graphs" else None,
+                         options={"fallback_random": True})
 
 
 def device_limits() -> tuple[str, tuple[str, ...], int]:
