@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 16, for a session that is lent a GPU (H100 / H200, ~8 minutes): check the fused adapters against the eager
 # ones on the GPU, then print the bf16 step tables (kernels, time, memory) of floor, lavish2, lavish2+fused,
-# lavish2+graphs and lavish2+ckpt at 2 and 8 videos for Swin-V2-B and Swin-V2-L. Not run yet (no GPU so far).
+# lavish2+graphs and lavish2+ckpt at 2 and 8 videos for Swin-V2-B and Swin-V2-L, then the whole step captured
+# (`lavish train --compile-step cuda-graphs`: floor+capture, lavish2+capture; Swin-V2-L first, the target's
+# backbone). Not run yet (no GPU so far).
 #
 #   bash benchmarks/gpu_step.sh            # from the repository root; JSON under $OUT (or bench-results/)
 #
@@ -58,4 +60,12 @@ for bb in swinv2_base_window12_192 swinv2_large_window12_192; do
       --videos "$videos" --variants "$variants" --repeats 5 --no-eval \
       --out "$OUT/train_step_${bb}_cuda_bf16_${videos}v_issue16.json" || echo "bench $bb $videos videos failed or timed out"
   done
+done
+
+# 3. the whole step compiled and replayed as CUDA graphs (floor and LAVISH alike), 2 videos, bf16; the whole-model
+# compile takes minutes cold, so each gets its own time limit and the tables above come first
+for bb in swinv2_large_window12_192 swinv2_base_window12_192; do
+  timeout 420 python -m lavish.tasks.benchmark --device cuda --precision bf16-mixed --backbone "$bb" \
+    --videos 2 --variants floor,lavish2,floor+capture,lavish2+capture --repeats 5 --no-eval \
+    --out "$OUT/train_step_${bb}_cuda_bf16_2v_capture_issue16.json" || echo "bench capture $bb failed or timed out"
 done

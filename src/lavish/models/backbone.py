@@ -67,9 +67,12 @@ def checkpointing_mode(value: bool | str) -> str:
 #: "compile": each adapter position (both streams' fusion and bottleneck) is one ``torch.compile`` region (inductor,
 #: ``fullgraph=True``, static shapes), whose elementwise and normalisation passes are fused into few kernels, forward
 #: and backward; LAVISH positions run :mod:`lavish.models.adapters.fused` (both streams stacked, the latent
-#: attention as fused reductions, the residual add included), other adapter kinds their eager ``deltas``; "cuda-graphs": the same regions compiled with ``mode="reduce-overhead"``, which also replays them as
-#: CUDA graphs (a GPU only). Only training steps use the compiled regions (evaluation runs eager). True = "compile".
-FUSED_ADAPTERS = ("none", "compile", "cuda-graphs")
+#: attention as fused reductions, the residual add included), other adapter kinds their eager ``deltas``;
+#: "cuda-graphs": the same regions compiled with ``mode="reduce-overhead"``, which also replays them as CUDA graphs (a
+#: GPU only); "inline": the same code as "compile" but not compiled by itself, for a caller that compiles the whole
+#: training step (``lavish train --compile-step``), so that the compiler sees the fusable form of the adapters inside
+#: its one graph. Only training steps use these (evaluation runs the eager adapters). True = "compile".
+FUSED_ADAPTERS = ("none", "compile", "cuda-graphs", "inline")
 
 
 #: activation memory budget of the stacked LAVISH regions (``torch._functorch.config.activation_memory_budget``, 1.0
@@ -230,6 +233,8 @@ class LavishBackbone(nn.Module):
             fn = {"deltas": lambda: position.deltas,
                   "streams": lambda: lambda pre, post: position_added(position, pre, post),
                   "joint": lambda: lambda pre, post: joint_added(position, pre, post)}[kind]()
+            if self.fused_adapters == "inline":  # traced by the caller's compile of the whole step
+                return fn
             compiled = torch.compile(fn, fullgraph=True, dynamic=False, mode=mode)
             if kind != "deltas":
                 compiled = _with_memory_budget(compiled, FUSED_MEMORY_BUDGET)

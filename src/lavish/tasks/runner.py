@@ -100,15 +100,28 @@ def compile_step_mode(value: bool | str) -> str:
     return value
 
 
-def compiled_for_training(model: torch.nn.Module, mode: str) -> torch.nn.Module:
-    """``model`` compiled whole for training steps (``mode``: "inductor" or "cuda-graphs", see
+def compiled_for_training(model: torch.nn.Module, mode: str, backend: str = "inductor") -> torch.nn.Module:
+    """``model`` (a module, or a function of one) compiled whole for training steps (``mode``: "inductor" or "cuda-graphs", see
     :data:`COMPILE_STEP`): the returned module shares ``model``'s parameters and buffers (nothing is copied, state
     dicts keep their keys); the first call of each input shape compiles.
 
     Random ops (dropout) draw from torch's generator as in eager mode (inductor's ``fallback_random``), so a compiled
     run takes the eager run's dropout masks and resumes exactly from its RNG state; RNN modules (the AVQA question
-    encoder's LSTM) are traced into the graph (dynamo's ``allow_rnn``), which would otherwise break it."""
+    encoder's LSTM) are traced into the graph (dynamo's ``allow_rnn``), which would otherwise break it. ``backend``:
+    torch.compile's (tests trace with "aot_eager": the same graph capture, forward and backward, without inductor's
+    code generation).
+
+    The LAVISH backbones inside run their adapters' fusable form in training steps (``fused_adapters="inline"``: the
+    latent attention as reductions the compiler fuses, both streams stacked; the same maths as the eager adapters),
+    traced into the one graph."""
+    from lavish.models.backbone import LavishBackbone
+
+    for module in model.modules() if isinstance(model, torch.nn.Module) else ():
+        if isinstance(module, LavishBackbone) and module.fused_adapters == "none":
+            module.fused_adapters = "inline"
     torch._dynamo.config.allow_rnn = True
+    if backend != "inductor":
+        return torch.compile(model, fullgraph=True, dynamic=False, backend=backend)
     return torch.compile(model, fullgraph=True, dynamic=False,
                          mode="reduce-overhead" if mode == "cuda-graphs" else None,
                          options={"fallback_random": True})
