@@ -4,7 +4,8 @@ Part of the package so that ``lavish bench`` works on any install; ``benchmarks/
 source checkout without the CLI. Runs on the CPU or, where torch sees one, on a CUDA GPU (``--device``).
 
 Variants (``VARIANTS``; suffixes: ``+ckpt`` activation checkpointing of whole blocks, ``+ackpt`` of the adapters
-only, ``+compile`` ``torch.compile`` of the model):
+only, ``+compile`` the whole training step compiled as one graph as ``lavish train --compile-step`` does (the floor:
+its blocks, pooling and head), ``+capture`` the same replayed as CUDA graphs (``--compile-step cuda-graphs``)):
 
 * ``floor``: the frozen timm backbone alone, both streams through timm's own blocks (as one batch where their
   shapes match), forward + backward down to the patch-embedded tokens (made to require grad, so the backward
