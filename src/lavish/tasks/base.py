@@ -38,7 +38,8 @@ from lavish.errors import CheckpointError, ConfigError, LavishError
 from lavish.models.adapters import MODALITIES
 from lavish.tasks.checkpointing import ExportBest
 from lavish.tasks.runner import (ADAPTER_FILE, NonFiniteLoss, SplitDataModule, TrainableCheckpoints, TrainConfig,
-                                 check_run_dir, compiled_for_training, last_checkpoint, make_trainer, record_run, write_results)
+                                 check_run_dir, compiled_for_training, last_checkpoint, make_trainer, record_run,
+                                 write_results)
 
 if TYPE_CHECKING:  # pragma: no cover
     from torchmetrics import Metric

@@ -101,9 +101,9 @@ def compile_step_mode(value: bool | str) -> str:
 
 
 def compiled_for_training(model: torch.nn.Module, mode: str, backend: str = "inductor") -> torch.nn.Module:
-    """``model`` (a module, or a function of one) compiled whole for training steps (``mode``: "inductor" or "cuda-graphs", see
-    :data:`COMPILE_STEP`): the returned module shares ``model``'s parameters and buffers (nothing is copied, state
-    dicts keep their keys); the first call of each input shape compiles.
+    """``model`` (a module, or a function of one) compiled whole for training steps (``mode``: "inductor" or
+    "cuda-graphs", see :data:`COMPILE_STEP`): the returned module shares ``model``'s parameters and buffers
+    (nothing is copied, state dicts keep their keys); the first call of each input shape compiles.
 
     Random ops (dropout) draw from torch's generator as in eager mode (inductor's ``fallback_random``), so a compiled
     run takes the eager run's dropout masks and resumes exactly from its RNG state; RNN modules (the AVQA question
