@@ -83,17 +83,22 @@ FUSED_ADAPTERS = ("none", "compile", "cuda-graphs", "inline")
 FUSED_MEMORY_BUDGET = 0.3
 
 
-def fused_adapters_mode(value: bool | str) -> str:
-    """``fused_adapters=`` value -> one of :data:`FUSED_ADAPTERS`; ConfigError for anything else or for CUDA graphs
-    on a machine without a CUDA GPU."""
+def compile_mode(setting: str, value: bool | str, modes: tuple[str, ...]) -> str:
+    """A compile setting's value -> one of ``modes`` (``modes[0]`` is off, ``modes[1]`` what True means);
+    ConfigError naming ``setting`` for anything else or for "cuda-graphs" on a machine without a CUDA GPU."""
     if isinstance(value, bool):
-        return "compile" if value else "none"
-    if value not in FUSED_ADAPTERS:
-        raise ConfigError(f"fused_adapters={value!r} is not valid: choose one of {', '.join(FUSED_ADAPTERS)}")
+        return modes[1] if value else modes[0]
+    if value not in modes:
+        raise ConfigError(f"{setting}={value!r} is not valid: choose one of {', '.join(modes)}")
     if value == "cuda-graphs" and not torch.cuda.is_available():
-        raise ConfigError("fused_adapters='cuda-graphs' needs a CUDA GPU, and torch sees none on this machine: use "
-                          "'compile'")
+        raise ConfigError(f"{setting}='cuda-graphs' needs a CUDA GPU, and torch sees none on this machine: use "
+                          f"{modes[1]!r}")
     return value
+
+
+def fused_adapters_mode(value: bool | str) -> str:
+    """``fused_adapters=`` value -> one of :data:`FUSED_ADAPTERS` (see :func:`compile_mode`)."""
+    return compile_mode("fused_adapters", value, FUSED_ADAPTERS)
 
 
 #: backbones named in the paper, for ``lavish info`` and the docs

@@ -88,16 +88,10 @@ class TrainConfig:
 
 
 def compile_step_mode(value: bool | str) -> str:
-    """``compile_step=`` value -> one of :data:`COMPILE_STEP`; ConfigError for anything else or for CUDA graphs on a
-    machine without a CUDA GPU."""
-    if isinstance(value, bool):
-        return "inductor" if value else "none"
-    if value not in COMPILE_STEP:
-        raise ConfigError(f"compile-step={value!r} is not valid: choose one of {', '.join(COMPILE_STEP)}")
-    if value == "cuda-graphs" and not torch.cuda.is_available():
-        raise ConfigError("compile-step='cuda-graphs' needs a CUDA GPU, and torch sees none on this machine: use "
-                          "'inductor'")
-    return value
+    """``compile_step=`` value -> one of :data:`COMPILE_STEP` (see :func:`lavish.models.backbone.compile_mode`)."""
+    from lavish.models.backbone import compile_mode
+
+    return compile_mode("compile-step", value, COMPILE_STEP)
 
 
 def compiled_for_training(model: torch.nn.Module, mode: str, backend: str = "inductor") -> torch.nn.Module:
