@@ -4,9 +4,9 @@ The authors' AVS model input (AVS/avs_scripts/avs_s4/{dataloader.py, model/PVT_A
 -> ToTensor -> ImageNet Normalize -> ``F.interpolate(x, size=[192, 192], mode='bicubic')`` (align_corners and
 antialias at their defaults, False). Compared with it, in normalised units and in 0-255 units (normalised x std x
 255, per channel): the former lavish frames (PIL bicubic on uint8 at prepare) and the current ones
-(:func:`lavish.data.avs.resize_frames`, the same torch op on 0-255 values, rounded to uint8), both normalised as at
+(:func:`lavish.tasks.avs.layout.resize_frames`, the same torch op on 0-255 values, rounded to uint8), both normalised as at
 load time. Frames: a real photograph (matplotlib's grace_hopper.jpg, brought to 224x224 with PIL bilinear, as
-AVSBench's cv2.resize) and 8 synthetic AVS frames (lavish.data.synthetic_avs, 224 px, 3 objects) with 1/f noise
+AVSBench's cv2.resize) and 8 synthetic AVS frames (lavish.tasks.avs.synthetic, 224 px, 3 objects) with 1/f noise
 (std 20 grey levels). Deterministic (no timing). Run: python benchmarks/avs_resize.py
 """
 
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lavish.data.avs import resize_frames
-from lavish.data.synthetic_avs import textured_frames
+from lavish.tasks.avs.layout import resize_frames
+from lavish.tasks.avs.synthetic import textured_frames
 from lavish.media.frames import IMAGENET_STD, normalize_frames
 
 

@@ -1,6 +1,6 @@
 """Session fixtures shared by the task and CLI tests: a tiny prepared AVE cache and one trained run.
 
-The cache is made once per session from real mp4 files (tests/data/ave_layout.py: 6 rows, 5 videos, splits
+The cache is made once per session from real mp4 files (tests/tasks/ave/ave_layout.py: 6 rows, 5 videos, splits
 4/1/1) at the micro backbone's 64x64 frames; the run is a 3-epoch training on it. Tests that change files copy
 them first, so every test sees the same inputs.
 """
@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
+TESTS = Path(__file__).resolve().parent
+#: helper modules that tests in other folders import (layout writers, backbone helpers)
+for _folder in ("tasks/ave", "tasks/avqa", "models", "media"):
+    sys.path.insert(0, str(TESTS / _folder))
+FIXTURES = TESTS / "fixtures"
 
 from ave_layout import make_layout  # noqa: E402
 
@@ -48,3 +52,9 @@ def ave_run(ave_cache, tmp_path_factory) -> Path:
                  "--epochs", "3", "--batch-size", "4", "--seed", "0"])
     assert code == 0 and (out / "best.safetensors").is_file()
     return out
+
+
+@pytest.fixture(scope="session")
+def reference_data() -> Path:
+    """tests/fixtures: ``ave/``, ``music-avqa/`` and ``llp/`` hold real annotation files (each folder's README: source)."""
+    return FIXTURES

@@ -26,8 +26,8 @@ Trained adapter files
 Media: ``decode_clip(path, ...)``, ``input_spec(backbone, task)``, ``get_frontend(name)``. Errors: ``LavishError``
 (``ConfigError``, ``DataError``, ``MediaError``, ``CheckpointError``): bad input, one line.
 
-Layers, each importing only the ones before it: ``media`` -> ``data`` -> ``models`` -> ``tasks`` -> ``api`` ->
-``cli``. Names are imported on first use, so ``import lavish`` is cheap.
+Layers, each importing only the ones before it: ``media`` -> ``data`` -> ``models`` -> ``engine`` -> ``tasks``
+(one folder per task, found through entry points) -> ``api`` / ``bench`` -> ``cli``. Names are imported on first use, so ``import lavish`` is cheap.
 """
 
 from __future__ import annotations
@@ -45,18 +45,18 @@ _EXPORTS = {
                      "BottleneckAdapterConfig", "LoraConfig", "CompacterConfig", "BitfitConfig", "NormConfig",
                      "NoAdapterConfig"), "lavish.models.adapters"),
     **dict.fromkeys(("LavishBackbone", "BackboneOutput", "create_backbone"), "lavish.models.backbone"),
-    **dict.fromkeys(("AveModel", "AveModelConfig"), "lavish.models.ave"),
-    **dict.fromkeys(("AvsModel", "AvsModelConfig"), "lavish.models.avs"),
-    **dict.fromkeys(("AvqaModel", "AvqaModelConfig"), "lavish.models.avqa"),
-    **dict.fromkeys(("train", "evaluate", "Task", "TrainResult"), "lavish.tasks.base"),
-    **dict.fromkeys(("TASKS", "get_task"), "lavish.tasks.registry"),
-    "TrainConfig": "lavish.tasks.runner",
-    "AveTrainConfig": "lavish.tasks.ave",
-    "AvsTrainConfig": "lavish.tasks.avs",
-    "AvqaTrainConfig": "lavish.tasks.avqa",
+    **dict.fromkeys(("AveModel", "AveModelConfig"), "lavish.tasks.ave.model"),
+    **dict.fromkeys(("AvsModel", "AvsModelConfig"), "lavish.tasks.avs.model"),
+    **dict.fromkeys(("AvqaModel", "AvqaModelConfig"), "lavish.tasks.avqa.model"),
+    **dict.fromkeys(("train", "evaluate", "Task", "TrainResult"), "lavish.engine.task"),
+    **dict.fromkeys(("TASKS", "get_task"), "lavish.engine.registry"),
+    "TrainConfig": "lavish.engine.runner",
+    "AveTrainConfig": "lavish.tasks.ave.task",
+    "AvsTrainConfig": "lavish.tasks.avs.task",
+    "AvqaTrainConfig": "lavish.tasks.avqa.task",
     "decode_clip": "lavish.media.decode",
     "get_frontend": "lavish.media.audio",
-    "input_spec": "lavish.models.input_spec",
+    "input_spec": "lavish.engine.registry",
     **dict.fromkeys(("LavishError", "ConfigError", "DataError", "MediaError", "CheckpointError"), "lavish.errors"),
 }
 

@@ -30,8 +30,8 @@ from lavish.models.adapters import ADAPTERS, PRESETS, AdapterConfig
 from lavish.models.adapters import adapter_config as _kind_config
 from lavish.models.backbone import LavishBackbone, create_backbone
 from lavish.models.weights import load_adapter_into, read_adapter, save_adapter as _save_adapter_file
-from lavish.tasks.base import Task, evaluate_model
-from lavish.tasks.base import load as _load_task_model
+from lavish.engine.task import Task, evaluate_model
+from lavish.engine.task import load as _load_task_model
 
 
 def adapter_config(kind: str | AdapterConfig = "lavish", *, preset: str | None = None,
@@ -129,7 +129,7 @@ def read_adapter_file(path: str | Path) -> tuple[dict, dict]:
 class TrainedModel:
     """A trained task model ready to use (what :func:`load` returns).
 
-    ``task`` the :class:`lavish.tasks.base.Task`, ``model`` the ``nn.Module`` in eval mode, ``meta`` the adapter
+    ``task`` the :class:`lavish.engine.task.Task`, ``model`` the ``nn.Module`` in eval mode, ``meta`` the adapter
     file's meta (classes, vocabularies, frame size, audio front-end...), ``path`` the file.
     """
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks" / "avqa"))
 
 from avqa_layout import MICRO, make_avqa_layout, prepare_avqa_cache  # noqa: E402
 from lavish.cli.main import main  # noqa: E402
-from lavish.data import avqa  # noqa: E402
-from lavish.tasks.avqa import answer_prior, avqa_scores, format_table, prior_predictions  # noqa: E402
+from lavish.tasks.avqa import layout as avqa  # noqa: E402
+from lavish.tasks.avqa.task import answer_prior, avqa_scores, format_table, prior_predictions  # noqa: E402
 
 MUSIC_AVQA = Path(__file__).resolve().parents[1] / "fixtures" / "music-avqa"  # real files, README there
 
@@ -56,9 +56,9 @@ def test_eval_arithmetic_on_the_official_test_file():
 def adapter_file(tmp_path_factory):
     """A prepared tiny cache and an (untrained) adapter file whose vocabularies come from its training json."""
     from lavish.models.adapters import PRESETS
-    from lavish.models.avqa import AvqaModel, AvqaModelConfig
+    from lavish.tasks.avqa.model import AvqaModel, AvqaModelConfig
     from lavish.models.weights import save_adapter
-    from lavish.tasks.avqa import Vocabularies, split_records
+    from lavish.tasks.avqa.task import Vocabularies, split_records
 
     root = tmp_path_factory.mktemp("avqa_cli")
     cache = prepare_avqa_cache(make_avqa_layout(root / "data"), root / "cache")

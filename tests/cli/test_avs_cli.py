@@ -8,8 +8,8 @@ import numpy as np
 from PIL import Image
 
 from lavish.cli.main import main
-from lavish.data.avs import read_avs
-from lavish.data.synthetic_avs import make_synthetic_avs
+from lavish.tasks.avs.layout import read_avs
+from lavish.tasks.avs.synthetic import make_synthetic_avs
 from lavish.media.decode import read_audio
 from lavish.media.writer import write_video
 

@@ -13,13 +13,13 @@ import torch
 
 import lavish
 from lavish.cli.main import main
-from lavish.data.cache import AvvpCacheDataset
-from lavish.data.llp import CLASSES
-from lavish.data.synthetic_llp import make_synthetic_llp
+from lavish.tasks.avvp.dataset import AvvpCacheDataset
+from lavish.tasks.avvp.layout import CLASSES
+from lavish.tasks.avvp.synthetic import make_synthetic_llp
 from lavish.media.frames import normalize_frames
 from lavish.media.writer import write_video
-from lavish.tasks.avvp import AvvpF1
-from lavish.tasks.avvp_metrics import METRIC_KEYS, AvvpMetrics
+from lavish.tasks.avvp.task import AvvpF1
+from lavish.tasks.avvp.metrics import METRIC_KEYS, AvvpMetrics
 
 MICRO = "lavish_vit_micro_patch8_64"
 

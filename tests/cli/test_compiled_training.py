@@ -18,7 +18,7 @@ from torch._dynamo.utils import counters
 
 from lavish.cli.main import main
 from lavish.errors import ConfigError
-from lavish.tasks.runner import TrainConfig
+from lavish.engine.runner import TrainConfig
 
 MICRO = "lavish_vit_micro_patch8_64"
 

@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 
 from lavish import fileio
 from lavish.cli.main import main
-from lavish.tasks.checkpointing import read_checkpoint_file
+from lavish.engine.resume import read_checkpoint_file
 
 pytestmark = pytest.mark.slow
 

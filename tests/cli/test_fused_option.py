@@ -9,7 +9,7 @@ import torch
 from lavish.cli.main import build_parser
 from lavish.cli.options import apply_config_file, model_config_from_args
 from lavish.errors import ConfigError
-from lavish.tasks.registry import TASKS
+from lavish.engine.registry import TASKS
 
 
 @pytest.mark.parametrize("task", ["ave", "avs", "avqa"])

@@ -16,7 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from lavish.cli.main import main
-from lavish.models.ave import AveModel, AveModelConfig
+from lavish.tasks.ave.model import AveModel, AveModelConfig
 
 # backbone -> (paper backbone of the same widths, audio image the family feeds: (height, width))
 CASES = {

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 from lavish.cli.main import main
-from lavish.data.avs import read_avs
-from lavish.data.synthetic_avs import make_synthetic_avs
+from lavish.tasks.avs.layout import read_avs
+from lavish.tasks.avs.synthetic import make_synthetic_avs
 
 MICRO = "lavish_swinv2_micro_window4_64"
 

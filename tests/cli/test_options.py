@@ -19,7 +19,7 @@ import yaml
 
 from lavish.cli.main import build_parser, main
 from lavish.cli.options import apply_config_file, model_config_from_args, task_option_values
-from lavish.tasks.registry import TASKS
+from lavish.engine.registry import TASKS
 
 MICRO = {"ave": "lavish_vit_micro_patch8_64", "avqa": "lavish_vit_micro_patch8_64",
          "avs": "lavish_swinv2_micro_window4_64"}
@@ -92,9 +92,9 @@ def adapter_files(tmp_path_factory):
     import torch
 
     from lavish.media.writer import write_video
-    from lavish.models.ave import AveModelConfig
-    from lavish.models.avs import AvsModelConfig
-    from lavish.models.input_spec import input_spec
+    from lavish.tasks.ave.model import AveModelConfig
+    from lavish.tasks.avs.model import AvsModelConfig
+    from lavish.engine.registry import input_spec
     from lavish.models.weights import save_adapter
 
     root = tmp_path_factory.mktemp("predict_options")

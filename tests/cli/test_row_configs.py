@@ -21,13 +21,14 @@ import numpy as np
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks" / "ave"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks" / "avqa"))
 
 from ave_layout import ROWS as AVE_ROWS  # noqa: E402
 from ave_layout import make_layout  # noqa: E402
 from avqa_layout import make_avqa_layout, prepare_avqa_cache  # noqa: E402
 from lavish.cli.main import main  # noqa: E402
-from lavish.tasks.registry import TASKS  # noqa: E402
+from lavish.engine.registry import TASKS  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 ROWS = sorted(CONFIGS.glob("*/*.yaml"))
@@ -108,7 +109,7 @@ def _ave_cache(root: Path) -> Path:
 
 
 def _avs_cache(root: Path, subset: str) -> Path:
-    from lavish.data.synthetic_avs import make_synthetic_avs
+    from lavish.tasks.avs.synthetic import make_synthetic_avs
 
     data = make_synthetic_avs(root / f"avs-{subset}", num_videos=6, num_classes=2, subset=subset)
     return _prepare("avs", data, root / f"avs-{subset}-cache")

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 from backbone_helpers import activate_post_norms, open_gates  # noqa: E402
 from lavish.cli.main import build_parser  # noqa: E402
 from lavish.cli.options import adapter_from_args, apply_config_file  # noqa: E402
-from lavish.models.ave import AveModel, AveModelConfig  # noqa: E402
+from lavish.tasks.ave.model import AveModel, AveModelConfig  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "ave"
 ROWS = sorted(CONFIGS.glob("table6_*.yaml"))

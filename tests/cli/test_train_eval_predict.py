@@ -156,7 +156,7 @@ def test_eval_and_predict_refuse_bad_checkpoints_and_videos(ave_run, ave_cache, 
     _refused(capsys, evaluate(other_model), str(other_model))
 
     # an adapter file that save_adapter wrote for another model
-    from lavish.models.ave import AveModel, AveModelConfig
+    from lavish.tasks.ave.model import AveModel, AveModelConfig
     from lavish.models.weights import save_adapter
 
     cfg = json.loads((ave_run / "run.json").read_text())["model"]
@@ -259,7 +259,7 @@ def test_adapter_metadata_that_is_not_json_is_one_line(ave_run, ave_cache, tmp_p
 
 
 def test_a_video_without_audio_is_one_warning_line(ave_run, tmp_path, capsys):
-    from ave_layout import write_mp4  # tests/data, on the path through tests/conftest.py
+    from ave_layout import write_mp4  # tests/tasks/ave, on the path through tests/conftest.py
 
     video = tmp_path / "silent film.mp4"
     write_mp4(video, 0, seconds=3, audio=False)

@@ -50,7 +50,7 @@ def test_the_same_frames_give_the_same_file_every_time(tmp_path):
     """A synthetic dataset is reproducible byte for byte: the h264 writer gives the same file for the same frames,
     also after decoding has left freed buffers in the process heap (with x264's mbtree on, as before, this test
     failed: some of these clips came out different between writes)."""
-    from lavish.data.synthetic_llp import _render, synthetic_plan
+    from lavish.tasks.avvp.synthetic import _render, synthetic_plan
 
     plan = synthetic_plan(num_train=6, num_val=3, num_test=3, num_classes=4, seed=0)
     clips = [(events, seed) for split in plan.values() for _, events, seed in split]

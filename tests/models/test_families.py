@@ -22,10 +22,11 @@ from torch import nn
 from backbone_helpers import BACKBONES, activate_post_norms, open_gates
 from lavish.errors import ConfigError
 from lavish.models.adapters import adapter_config
-from lavish.models.avs import AvsModel, AvsModelConfig
+from lavish.tasks.avs.model import AvsModel, AvsModelConfig
 from lavish.models.backbone import LavishBackbone, create_backbone
 from lavish.models.families import SUPPORTED
-from lavish.models.input_spec import backbone_family, describe, input_spec
+from lavish.engine.registry import input_spec
+from lavish.models.input_spec import backbone_family, describe
 
 #: the table entries that train in a fraction of a second (the others are full-width tiny models)
 SMALL_KEYS = [k for k in BACKBONES if k not in ("vit_tiny", "swinv2_tiny_64", "swin_tiny_64", "eva02_tiny")]

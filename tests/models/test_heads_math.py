@@ -17,8 +17,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lavish.models.avqa import AvqaHead
-from lavish.models.avs import TPAVI, AvsModel, AvsModelConfig, ClassifierModule, FeatureFusionBlock, ResidualConvUnit
+from lavish.tasks.avqa.model import AvqaHead
+from lavish.tasks.avs.model import TPAVI, AvsModel, AvsModelConfig, ClassifierModule, FeatureFusionBlock, ResidualConvUnit
 
 F64 = torch.float64
 TOL = {"rtol": 1e-9, "atol": 1e-10}

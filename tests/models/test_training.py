@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from backbone_helpers import activate_post_norms, open_gates
 from lavish.models.adapters import FUSIONS, adapter_config
-from lavish.models.ave import AveModel, AveModelConfig
+from lavish.tasks.ave.model import AveModel, AveModelConfig
 
 FAMILIES = {"vit": "lavish_vit_micro_patch8_64", "swinv2": "lavish_swinv2_micro_window4_64"}
 OTHER_KINDS = ("adapter", "lora", "compacter", "lora_attn", "bitfit", "norm", "none")

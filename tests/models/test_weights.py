@@ -10,7 +10,7 @@ from backbone_helpers import activate_post_norms, open_gates
 from lavish.errors import CheckpointError
 from lavish.fileio import TEMP_MARK
 from lavish.models.adapters import adapter_config
-from lavish.models.ave import AveModel, AveModelConfig
+from lavish.tasks.ave.model import AveModel, AveModelConfig
 from lavish.models.weights import FROZEN_PREFIX, load_adapter_into, read_adapter, save_adapter
 
 SWIN_MICRO = "lavish_swinv2_micro_window4_64"

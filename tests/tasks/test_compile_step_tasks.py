@@ -1,11 +1,11 @@
 """``--compile-step`` on every task: each task model's training forward is captured as ONE graph with the settings
-``lavish train --compile-step`` uses (:func:`lavish.tasks.runner.compiled_for_training`: fullgraph, static shapes,
+``lavish train --compile-step`` uses (:func:`lavish.engine.runner.compiled_for_training`: fullgraph, static shapes,
 the AVQA question LSTM traced, dropout from torch's generator), and the captured forward and backward compute the
 eager model's outputs and gradients.
 
 Traced with the "aot_eager" backend (the same dynamo capture and AOTAutograd forward / backward split as inductor,
 without its minutes of C++ code generation per model on 2 cores); inductor itself runs end to end in
-tests/cli/test_compiled_training.py (AVE training) and tests/tasks/test_benchmark.py (the bench's ``+compile``)."""
+tests/cli/test_compiled_training.py (AVE training) and tests/bench/test_benchmark.py (the bench's ``+compile``)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import torch
 from torch._dynamo.utils import counters
 
 from lavish.media.audio import get_frontend
-from lavish.models.input_spec import input_spec
-from lavish.tasks.registry import TASKS, get_task
-from lavish.tasks.runner import compiled_for_training
+from lavish.engine.registry import input_spec
+from lavish.engine.registry import TASKS, get_task
+from lavish.engine.runner import compiled_for_training
 
 MICRO = "lavish_vit_micro_patch8_64"
 SEGMENTS = {"ave": 10, "avs": 5, "avqa": 10, "avvp": 10}

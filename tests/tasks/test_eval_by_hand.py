@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader
 
 from ave_layout import write_mp4
 from lavish.cli.main import main
-from lavish.models.avqa import AvqaOutput
-from lavish.tasks.ave import AveEvaluation
-from lavish.tasks.avs import AvsEvaluation
+from lavish.tasks.avqa.model import AvqaOutput
+from lavish.tasks.ave.task import AveEvaluation
+from lavish.tasks.avs.task import AvsEvaluation
 
 MICRO = "lavish_vit_micro_patch8_64"
 
@@ -52,9 +52,9 @@ def test_ave_evaluation_counts():
 def constant_ave_models(ave_cache, tmp_path_factory):
     """Adapter files (micro backbone, untrained adapters) whose head predicts one class for every segment:
     weights of the last layer 0, bias 1 on that class. {class index: path}."""
-    from lavish.models.ave import AveModelConfig
+    from lavish.tasks.ave.model import AveModelConfig
     from lavish.models.weights import save_adapter
-    from lavish.tasks.registry import get_task
+    from lavish.engine.registry import get_task
 
     task = get_task("ave")
     dm = task.data_module(ave_cache, backbone=MICRO, batch_size=2)
@@ -74,7 +74,7 @@ def constant_ave_models(ave_cache, tmp_path_factory):
     return files
 
 
-# tests/data/ave_layout.py: val = "Cat vid_d 0-4" (seconds 0-3 Cat, 4-9 background),
+# tests/tasks/ave/ave_layout.py: val = "Cat vid_d 0-4" (seconds 0-3 Cat, 4-9 background),
 #                           test = "Cat vid_e 1-10" (second 0 background, 1-9 Cat)
 @pytest.mark.parametrize("split, predicted, accuracy, per_class, confusion", [
     ("test", 1, 9 / 10, {"Bark": None, "Cat": 1.0, "background": 0.0}, [[0, 0, 0], [0, 9, 0], [0, 1, 0]]),
@@ -175,8 +175,8 @@ def avqa_cache(tmp_path_factory):
 
 
 def test_avqa_evaluation_per_type_by_hand(avqa_cache):
-    from lavish.tasks.avqa import AvqaDataModule, collate
-    from lavish.tasks.registry import get_task
+    from lavish.tasks.avqa.task import AvqaDataModule, collate
+    from lavish.engine.registry import get_task
 
     dm = AvqaDataModule(avqa_cache, backbone=MICRO)
     assert dm.vocab.answer.tokens == ("two", "one", "left")

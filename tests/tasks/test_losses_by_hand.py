@@ -12,9 +12,9 @@ import math
 import pytest
 import torch
 
-from lavish.models.avqa import AvqaOutput
-from lavish.tasks.ave import ave_loss
-from lavish.tasks.avqa import IGNORE, avqa_loss
+from lavish.tasks.avqa.model import AvqaOutput
+from lavish.tasks.ave.task import ave_loss
+from lavish.tasks.avqa.task import IGNORE, avqa_loss
 
 LN = math.log
 

@@ -1,6 +1,6 @@
 """``lavish bench``: training-step cost of the adapter methods against the frozen-backbone floor (issue 8).
 
-The measurement code is :mod:`lavish.tasks.benchmark` (also runnable as ``python -m lavish.tasks.benchmark`` or
+The measurement code is :mod:`lavish.bench.step` (also runnable as ``python -m lavish.bench.step`` or
 ``python benchmarks/train_step.py``); this command runs it with the same options and prints its table, or one
 JSON object with ``--json``. See docs/performance.md for the method and the measured numbers.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from lavish.errors import ConfigError
-from lavish.tasks import benchmark
+from lavish.bench import step as benchmark
 
 
 def register(sub) -> None:
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         benchmark.config_from_args(args)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    from lavish.models.input_spec import input_spec
+    from lavish.engine.registry import input_spec
 
     input_spec(args.backbone, args.task)  # unknown backbone -> one-line ConfigError
     benchmark.main_from_args(args)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lavish.tasks.registry import TASKS
+from lavish.engine.registry import TASKS
 
 
 def register(sub) -> None:
@@ -37,7 +37,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lavish.errors import ConfigError
-    from lavish.tasks.base import DemoOptions
+    from lavish.engine.task import DemoOptions
 
     task = TASKS[args.task]
     for name, value in task.demo_defaults.items():

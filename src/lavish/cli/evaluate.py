@@ -10,7 +10,7 @@ import argparse
 import json
 
 from lavish.cli.options import add_task_options, task_option_values
-from lavish.tasks.registry import TASKS
+from lavish.engine.registry import TASKS
 
 
 def register(sub) -> None:
@@ -30,7 +30,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lavish.errors import ConfigError
-    from lavish.tasks.base import evaluate
+    from lavish.engine.task import evaluate
 
     task = TASKS[args.task]
     if args.batch_size < 1:

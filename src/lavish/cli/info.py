@@ -8,7 +8,7 @@ import json
 from lavish.cli.options import (add_model_options, add_train_options, apply_config_file, model_config_from_args,
                                 task_option_values)
 from lavish.models.accounting import account
-from lavish.tasks.registry import TASKS, get_task
+from lavish.engine.registry import TASKS, get_task
 
 
 def register(sub) -> None:
@@ -42,7 +42,7 @@ def build_model(args: argparse.Namespace):
     import torch
 
     from lavish.media.audio import get_frontend
-    from lavish.models.input_spec import input_spec
+    from lavish.engine.registry import input_spec
 
     task, config, _ = model_config(args)
     spec = input_spec(config.backbone, task.name)

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from lavish.errors import LavishError, WriteError
-from lavish.tasks.allocator import keep_freed_memory
+from lavish.bench.allocator import keep_freed_memory
 
 #: sub-command modules, in the order ``lavish --help`` lists them
 COMMANDS = (

@@ -52,7 +52,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_task_options(parser: argparse.ArgumentParser, task, command: str, title: str | None = None) -> None:
-    """The task's own options that ``command`` takes (see :class:`lavish.tasks.base.Option`)."""
+    """The task's own options that ``command`` takes (see :class:`lavish.engine.task.Option`)."""
     options = [o for o in task.options if command in o.commands]
     if options:
         g = parser.add_argument_group(title or f"{task.name.upper()} options")
@@ -258,7 +258,7 @@ def task_option_values(task, args: argparse.Namespace, command: str = "train") -
 
 def model_config_from_args(task, args: argparse.Namespace, task_values: dict | None = None):
     """The task's model config: the model options, then the task's own model settings."""
-    from lavish.tasks.base import check_modalities
+    from lavish.engine.task import check_modalities
 
     adapter = adapter_from_args(args, task.preset)  # also fills the model defaults
     check_modalities(task, args.modalities)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lavish.cli.options import task_option_values
 from lavish.errors import ConfigError, LavishError
-from lavish.tasks.registry import TASKS
+from lavish.engine.registry import TASKS
 
 #: predict's own options that a task may write to, and the task attribute value that says it does
 OUTPUT_OPTIONS = {"plot": "--plot", "out": "--out"}

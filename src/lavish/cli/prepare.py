@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lavish.cli.options import DEFAULT_BACKBONE, add_task_options, task_option_values
 from lavish.errors import ConfigError
-from lavish.tasks.registry import TASKS
+from lavish.engine.registry import TASKS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lavish.media.audio import get_frontend
-    from lavish.models.input_spec import input_spec
+    from lavish.engine.registry import input_spec
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")

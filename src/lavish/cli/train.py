@@ -11,7 +11,7 @@ import argparse
 from lavish.cli.options import (add_train_options, apply_config_file, model_config_from_args, task_option_values,
                                 train_config_from_args)
 from lavish.errors import ConfigError
-from lavish.tasks.registry import TASKS
+from lavish.engine.registry import TASKS
 
 
 def register(sub) -> None:
@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 def after_write_error(args) -> str:
     """How to continue a run stopped by a failed write (the disk is full): every file in it is whole."""
-    from lavish.tasks.runner import last_checkpoint
+    from lavish.engine.runner import last_checkpoint
 
     if args.out and last_checkpoint(args.out).exists():
         again = "rerun the same command" if args.resume else "rerun the same command with --resume"
@@ -38,7 +38,7 @@ def after_write_error(args) -> str:
 def run(args: argparse.Namespace) -> int:
     from lightning.pytorch.utilities import rank_zero_only
 
-    from lavish.tasks.base import train
+    from lavish.engine.task import train
 
     task = TASKS[args.task]
     apply_config_file(args)

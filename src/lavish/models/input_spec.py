@@ -1,4 +1,4 @@
-"""What a backbone wants as input: frame size and audio front-end, per task.
+"""What a backbone wants as input: frame size and audio front-end, for the front-end a task declares.
 
 The prepared cache stores frames at the backbone's resolution and spectrograms from one front-end
 (:data:`lavish.media.audio.AUDIO_FRONTENDS`); this module is where a backbone name turns into those settings,
@@ -35,14 +35,6 @@ class InputSpec:
     """(height, width) of the frames fed to the backbone, pixels."""
     audio_frontend: str
     """Name of the audio front-end in ``lavish.media.audio.AUDIO_FRONTENDS``."""
-
-
-TASKS = ("ave", "avs", "avqa", "avvp")
-
-#: task -> its audio front-end where it has none of its own: AVVP cuts 1-s segments like AVE
-TASK_FRONTEND = {"avvp": "ave"}
-#: (family, task) -> audio front-end where it is not the task's own (the authors' ViT AVE front-end)
-FRONTEND_OF = {("vit", "ave"): "ave_vit", ("vit", "avvp"): "ave_vit"}
 
 
 @dataclass(frozen=True)
@@ -87,12 +79,11 @@ def backbone_family(name: str) -> str:
     return describe(name).family
 
 
-def input_spec(backbone: str, task: str = "ave") -> InputSpec:
-    """Frame size and audio front-end for ``backbone`` (a timm name) on ``task``."""
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
+def backbone_input_spec(backbone: str, frontend: str, family_frontends: dict[str, str] | None = None) -> InputSpec:
+    """Frame size and audio front-end for ``backbone`` (a timm name) on a task whose cache uses ``frontend``, or
+    ``family_frontends[family]`` for a backbone of that family (each task declares both: :class:`lavish.engine.task.Task`).
+    :func:`lavish.engine.registry.input_spec` takes a task's name instead."""
     info = describe(backbone)
     if info.micro:
         return InputSpec(frame_size=info.img_size, audio_frontend="micro")
-    own = TASK_FRONTEND.get(task, task)
-    return InputSpec(frame_size=info.img_size, audio_frontend=FRONTEND_OF.get((info.family, task), own))
+    return InputSpec(frame_size=info.img_size, audio_frontend=(family_frontends or {}).get(info.family, frontend))
