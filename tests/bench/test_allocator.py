@@ -44,7 +44,7 @@ def test_freed_memory_is_kept_only_when_applied():
 
 TRIM = textwrap.dedent("""
     import json, torch
-    from lavish.tasks import allocator
+    from lavish.bench import allocator
 
     def rss_mb():
         with open("/proc/self/status") as f:

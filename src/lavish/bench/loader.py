@@ -2,7 +2,7 @@
 
 Reads one split of a prepared AVE cache (:class:`lavish.data.cache.CacheDataset`: memory-mapped ``.npy``
 frames and spectrograms) with the loader AVE training builds (:func:`lavish.engine.runner.split_loader` with
-``AveDataModule``'s sampler and collate: seeded shuffle, persistent workers) and times, for each worker count,
+the AVE task's data module's sampler and collate: seeded shuffle, persistent workers) and times, for each worker count,
 how long the consumer waits for each batch when it does nothing else. That is the loader's throughput: with
 ``num_workers`` = 0 the wait adds to every training step; with workers > 0 the batches are made while the step
 runs, so loading is hidden when the wait per batch is below the step time (and the workers have cores of their
@@ -34,9 +34,11 @@ import torch
 
 from lavish.data.cache import CacheDataset, check_manifest, read_manifest
 from lavish.errors import ConfigError, DataError
-from lavish.engine.registry import input_spec
-from lavish.tasks.ave.task import AveDataModule
+from lavish.engine.registry import get_task, input_spec
 from lavish.engine.runner import split_loader
+
+TASK = "ave"
+"""the task whose cache and data module are timed (its data module's sampler and collate, from the registry)"""
 
 DEFAULT_WORKERS = (0, 1, 2)
 
@@ -61,17 +63,18 @@ def _check(cache_dir: Path, batch_size: int, workers: tuple[int, ...], batches: 
         raise ConfigError(f"workers={workers!r} is not valid: one or more integers >= 0")
     if backbone is None:
         manifest = read_manifest(cache_dir)
-        if manifest.get("task") != "ave":
-            raise DataError(f"{cache_dir}: cache was prepared for task {manifest.get('task')!r}, not 'ave'")
+        if manifest.get("task") != TASK:
+            raise DataError(f"{cache_dir}: cache was prepared for task {manifest.get('task')!r}, not {TASK!r}")
     else:
-        spec = input_spec(backbone, "ave")
-        check_manifest(cache_dir, task="ave", frame_size=spec.frame_size, frontend_name=spec.audio_frontend)
+        spec = input_spec(backbone, TASK)
+        check_manifest(cache_dir, task=TASK, frame_size=spec.frame_size, frontend_name=spec.audio_frontend)
 
 
 def _time_loader(ds: CacheDataset, *, batch_size: int, num_workers: int, batches: int, pin_memory: bool,
                  device: torch.device, seed: int) -> tuple[dict, dict]:
     """Timings of ``batches`` batches from a fresh training loader; also the first batch (for its shapes)."""
-    loader = split_loader(ds, collate=AveDataModule.COLLATE, sampler=AveDataModule.SAMPLER, batch_size=batch_size,
+    dm_cls = get_task(TASK).data_module_cls
+    loader = split_loader(ds, collate=dm_cls.COLLATE, sampler=dm_cls.SAMPLER, batch_size=batch_size,
                           shuffle=True, seed=seed, num_workers=num_workers, pin_memory=pin_memory)
     waits, copies, nbytes, epoch, first = [], [], 0, 0, None
     t0 = time.perf_counter()

@@ -33,7 +33,7 @@ Kernels (``kernels``, ``syncs``, ``top_ops``): kernel-level operations and host 
 with torch's profiler by :func:`lavish.bench.profiling.count_kernels` (what counts is defined there), where the
 variant runs alone. Deterministic; on a GPU a small-batch step's time follows it. The optimiser is AdamW with
 ``fused=True`` (one multi-tensor update, no host sync: what a capturable GPU step runs), the loss the task's own
-(:func:`lavish.tasks.ave.task.ave_loss`).
+(the AVE task's loss, through the registry).
 Evaluation: segments/s of the LAVISH (m = 2) model in eval mode on the batch, and the latency of one 10-second
 clip (10 segments, batch 1) through the model (decoding excluded: see benchmarks/media.py).
 
@@ -68,20 +68,32 @@ from torch.utils.flop_counter import FlopCounterMode
 from lavish import fileio
 from lavish.media.audio import get_frontend
 from lavish.models.adapters import PRESETS, AvishConfig, BottleneckAdapterConfig, LoraAttentionConfig, NoAdapterConfig
-from lavish.tasks.ave.model import AveModel, AveModelConfig
-from lavish.engine.registry import input_spec
+from lavish.engine.registry import get_task, input_spec
 from lavish.bench.profiling import count_kernels
 from lavish.bench.allocator import keep_freed_memory, trim_if_above
-from lavish.tasks.ave.task import ave_loss
 from lavish.engine.runner import compiled_for_training
 
 #: default folder of the JSON and PNG results (relative to the working directory)
 RESULTS = Path("bench-results")
+TASK = "ave"  # the benchmarked task (its model, loss and input size come from the registry)
 SEGMENTS = 10  # AVE: 10 one-second segments per video
 NUM_CLASSES = 29
 DEFAULT_VARIANTS = ("floor", "lavish2", "lavish16", "avish", "lora", "adapter")
 PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16}
 SWEEP_LATENTS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def _model(config) -> nn.Module:
+    return get_task(TASK).model_cls(config)
+
+
+def _config(**fields):
+    return get_task(TASK).model_config_cls(**fields)
+
+
+def _task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The task's training loss of the model output and the labels (AVE: the authors' BCE of softmax)."""
+    return get_task(TASK).loss(logits, {"labels": labels})
 
 
 def _bottleneck_fields(cls) -> dict:
@@ -184,7 +196,7 @@ class Floor(nn.Module):
     def __init__(self, backbone: str, checkpointing: bool) -> None:
         super().__init__()
         # the LavishBackbone wrapper is used only for its input handling (patch embedding, audio image)
-        self.model = AveModel(AveModelConfig(backbone=backbone, adapter=NoAdapterConfig(), num_classes=NUM_CLASSES))
+        self.model = _model(_config(backbone=backbone, adapter=NoAdapterConfig(), num_classes=NUM_CLASSES))
         self.checkpointing = checkpointing
 
     def _blocks(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -242,7 +254,7 @@ def build(name: str, backbone: str, device: str | torch.device = "cpu") -> nn.Mo
         if step != "none":
             model.trunk = compiled_for_training(model.trunk, step)
         return model
-    model = AveModel(AveModelConfig(backbone=backbone, adapter=adapter, num_classes=NUM_CLASSES,
+    model = _model(_config(backbone=backbone, adapter=adapter, num_classes=NUM_CLASSES,
                                     checkpointing=ckpt, fused_adapters=fused)).to(device)
     return model if step == "none" else compiled_for_training(model, step)
 
@@ -250,7 +262,7 @@ def build(name: str, backbone: str, device: str | torch.device = "cpu") -> nn.Mo
 def make_batch(backbone: str, videos: int, segments: int = SEGMENTS, seed: int = 0,
                device: str | torch.device = "cpu") -> dict:
     """Random inputs of the AVE shapes for ``backbone``: audio (B, T, F, M), frames (B, T, 3, H, W), labels."""
-    spec = input_spec(backbone, "ave")
+    spec = input_spec(backbone, TASK)
     fe = get_frontend(spec.audio_frontend)
     gen = torch.Generator().manual_seed(seed)
     batch = {
@@ -271,7 +283,7 @@ class Stepper:
         # parameters with a host sync each), so that the kernel count is the GPU's
         self.opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
         self.dtype = PRECISIONS[precision]
-        self.loss = loss or ave_loss
+        self.loss = loss or _task_loss
 
     def forward_loss(self, batch: dict) -> torch.Tensor:
         with self.autocast():
@@ -424,7 +436,7 @@ def adapter_gflops_sweep(backbone: str) -> dict:
     """Adapter GFLOPs per 1-second segment (meta device, no memory) for m in SWEEP_LATENTS and for AVISH."""
     from lavish.models.accounting import count_flops
 
-    spec = input_spec(backbone, "ave")
+    spec = input_spec(backbone, TASK)
     fe = get_frontend(spec.audio_frontend)
     inputs = (torch.zeros(1, 1, fe.target_frames, fe.num_mel_bins, device="meta"),
               torch.zeros(1, 1, 3, *spec.frame_size, device="meta"))
@@ -432,7 +444,7 @@ def adapter_gflops_sweep(backbone: str) -> dict:
     for label, adapter in [(f"m={m}", dataclasses.replace(PRESETS["ave"], num_latents=m)) for m in SWEEP_LATENTS] + \
             [("avish", VARIANTS["avish"]())]:
         with torch.device("meta"):
-            model = AveModel(AveModelConfig(backbone=backbone, adapter=adapter))
+            model = _model(_config(backbone=backbone, adapter=adapter))
         out[label] = count_flops(model, *inputs)[1] / 1e9
     return out
 
@@ -487,7 +499,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
     saved = {name: counts[name]["saved_mb"] for name in names}
     gemm = None if cfg.kernels_only else gemm_gflops(PRECISIONS[cfg.precision], device)
     result = {
-        "backbone": cfg.backbone, "task": "ave", "videos": cfg.videos, "segments": cfg.videos * SEGMENTS,
+        "backbone": cfg.backbone, "task": TASK, "videos": cfg.videos, "segments": cfg.videos * SEGMENTS,
         "images": 2 * cfg.videos * SEGMENTS, "precision": cfg.precision,
         "repeats": 0 if cfg.kernels_only else cfg.repeats,
         "device": device.type, "device_name": _device_name(device),

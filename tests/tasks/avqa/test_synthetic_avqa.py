@@ -12,7 +12,7 @@ import pytest
 from avqa_layout import make_avqa_layout
 from lavish.tasks.avqa import layout as avqa
 from lavish.tasks.avqa.prepare import discover_avqa, prepare_avqa
-from lavish.tasks.ave.synthetic import CLASSES
+from lavish.data.synthetic import CLASSES
 from lavish.tasks.avqa.synthetic import INSTRUMENTS, SLOTS
 from lavish.errors import DataError
 from lavish.media.audio import get_frontend

@@ -11,7 +11,7 @@ from PIL import Image
 
 from lavish.tasks.avs.layout import load_mask, read_avs
 from lavish.tasks.avs.prepare import prepare_avs
-from lavish.tasks.ave.synthetic import CLASSES
+from lavish.data.synthetic import CLASSES
 from lavish.tasks.avs.synthetic import make_synthetic_avs, render_clip
 from lavish.media.audio import get_frontend
 

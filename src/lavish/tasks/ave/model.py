@@ -16,10 +16,25 @@ from torch import nn
 from lavish.errors import ConfigError
 from lavish.models.adapters import AdapterConfig
 from lavish.models.task_config import TaskModelConfig, preset_adapter, task_backbone
-from lavish.models.heads import AveHead
 
 AVE_NUM_CLASSES = 29  # 28 events + background
 EXTRA_FROM_CACHE = -1
+
+
+class AveHead(nn.Module):
+    """Per-segment classifier (spec 3.1): ``Linear(F, 512) -> Linear(512, 29)`` with no non-linearity in between (the
+    authors' head); F = 2D for audio-visual features ([visual, audio], visual first), D for one modality, plus the
+    width of optional precomputed audio features (Table 8, e.g. VGGish 128).
+
+    x: (..., in_features) -> logits (..., num_classes)."""
+
+    def __init__(self, in_features: int, num_classes: int = 29, hidden: int = 512) -> None:
+        super().__init__()
+        self.mlp_class = nn.Linear(in_features, hidden)
+        self.mlp_class_2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp_class_2(self.mlp_class(x))
 
 
 @dataclass

@@ -23,71 +23,21 @@ Deterministic per ``seed`` (video ids too: 11 characters of the YouTube alphabet
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lavish.fileio import write_text
+from lavish.data.prepare import run_jobs
 from lavish.errors import ConfigError
+from lavish.data.synthetic import (CLASSES, ID_ALPHABET as _ID_ALPHABET, SAMPLE_RATE, SYNTHETIC_CLASSES,  # noqa: F401
+                                   SyntheticClass, shape_mask as _shape_mask)
 from lavish.media.writer import write_video
 
 FPS = 8
-SAMPLE_RATE = 16000
 HEADER = "Category&VideoID&Quality&StartTime&EndTime"
 BACKGROUND_KINDS = {"visible_silent": 0.4, "offscreen_sound": 0.4, "neither": 0.2}
 """What a background second contains, and how often."""
-_ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
-
-
-@dataclass(frozen=True)
-class SyntheticClass:
-    """One audio-visual object: RGB colour, shape name (see ``_SHAPES``), chord fundamental in Hz."""
-
-    colour: tuple[int, int, int]
-    shape: str
-    freq: float
-
-    @property
-    def name(self) -> str:
-        colour = {v: k for k, v in _COLOURS.items()}[self.colour]
-        return f"{colour} {self.shape} ({self.freq:g} Hz)"
-
-
-_COLOURS = {
-    "Red": (230, 30, 30), "Green": (30, 200, 40), "Blue": (40, 60, 235), "Yellow": (235, 220, 30),
-    "Magenta": (220, 40, 220), "Cyan": (30, 215, 225), "Orange": (245, 140, 20), "White": (250, 250, 250),
-}
-
-CLASSES: tuple[SyntheticClass, ...] = (
-    SyntheticClass(_COLOURS["Red"], "square", 440.0),
-    SyntheticClass(_COLOURS["Green"], "circle", 660.0),
-    SyntheticClass(_COLOURS["Blue"], "triangle", 880.0),
-    SyntheticClass(_COLOURS["Yellow"], "cross", 1320.0),
-    SyntheticClass(_COLOURS["Magenta"], "diamond", 550.0),
-    SyntheticClass(_COLOURS["Cyan"], "ring", 990.0),
-    SyntheticClass(_COLOURS["Orange"], "bar", 1760.0),
-    SyntheticClass(_COLOURS["White"], "square", 2200.0),
-)
-SYNTHETIC_CLASSES: tuple[str, ...] = tuple(c.name for c in CLASSES)
-"""Category names, e.g. "Red square (440 Hz)"; the first ``num_classes`` are used."""
-
-
-def _shape_mask(shape: str, n: int) -> np.ndarray:
-    """(n, n) bool mask of a shape filling most of an n x n box."""
-    y, x = np.mgrid[0:n, 0:n] + 0.5
-    c, r = n / 2, n / 2
-    masks = {
-        "square": np.ones((n, n), bool),
-        "circle": (x - c) ** 2 + (y - c) ** 2 <= r**2,
-        "triangle": (y >= n - 2 * np.minimum(x, n - x)) & (y <= n),
-        "cross": (np.abs(x - c) < n / 6) | (np.abs(y - c) < n / 6),
-        "diamond": np.abs(x - c) + np.abs(y - c) <= r,
-        "ring": ((x - c) ** 2 + (y - c) ** 2 <= r**2) & ((x - c) ** 2 + (y - c) ** 2 >= (0.5 * r) ** 2),
-        "bar": np.abs(y - c) < n / 4,
-    }
-    return masks[shape]
 
 
 def _second_plan(rng: np.random.Generator, duration_s: int) -> tuple[int, int, list[tuple[bool, bool]]]:
@@ -182,12 +132,7 @@ def make_synthetic_ave(
         start, end, _ = _second_plan(np.random.default_rng(plan_seed), duration_s)
         rows.append(f"{CLASSES[class_index].name}&{vid}&good&{start}&{end}")
         jobs.append((root / "AVE" / f"{vid}.mp4", class_index, plan_seed, duration_s, size))
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(_make_one, jobs))
-    else:
-        for job in jobs:
-            _make_one(job)
+    run_jobs(_make_one, [(job,) for job in jobs], workers, lambda _: None)
 
     splits: dict[str, list[int]] = {"trainSet.txt": [], "valSet.txt": [], "testSet.txt": []}
     for c in range(num_classes):

@@ -9,7 +9,7 @@ Records are as the official ones: ``type`` and ``templ_values`` are strings hold
 ``anser``, placeholders ``<Object>`` / ``<LR>`` are filled in order from ``templ_values``.
 
 "Instruments" have a sight and a sound: a coloured shape and a chord (the first classes of
-:mod:`lavish.tasks.ave.synthetic`: piano = red square 440 Hz, guitar = green circle 660 Hz, violin = blue triangle
+:mod:`lavish.data.synthetic`: piano = red square 440 Hz, guitar = green circle 660 Hz, violin = blue triangle
 880 Hz, flute = yellow cross 1320 Hz, ...). A video shows 1-3 instruments in the left / middle / right slot; each
 visible one plays or stays silent, and sometimes an off-screen one plays. Players start at distinct onsets (0, 3 or
 6 s) and play to the end, at distinct loudness levels. Questions (one per template that applies to the video):
@@ -34,21 +34,20 @@ Deterministic per ``seed``; video ids are 8 digits, as the official ones.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lavish.fileio import write_json
-from lavish.tasks.ave.synthetic import CLASSES, _shape_mask
+from lavish.data.synthetic import CLASSES, SAMPLE_RATE, shape_mask as _shape_mask
+from lavish.data.prepare import run_jobs
 from lavish.errors import ConfigError
 from lavish.media.writer import write_video
 
 FPS = 4
-SAMPLE_RATE = 16000
 INSTRUMENTS = ("piano", "guitar", "violin", "flute", "drum", "cello")
-"""Names of the synthetic instruments; instrument i looks and sounds like ``synthetic_ave.CLASSES[i]``."""
+"""Names of the synthetic instruments; instrument i looks and sounds like ``lavish.data.synthetic.CLASSES[i]``."""
 SLOTS = ("left", "middle", "right")
 NUMBERS = ("zero", "one", "two", "three", "four")
 ONSETS_S = (0, 3, 6)
@@ -195,12 +194,7 @@ def make_synthetic_avqa(
                 "anser": answer,
             })
             qid += 1
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(_make_one, jobs))
-    else:
-        for job in jobs:
-            _make_one(job)
+    run_jobs(_make_one, [(job,) for job in jobs], workers, lambda _: None)
     for split, recs in records.items():
         write_json(root / f"avqa-{split}.json", recs)
     return root

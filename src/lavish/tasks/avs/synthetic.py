@@ -1,6 +1,6 @@
 """A tiny synthetic dataset in the AVSBench S4 or MS3 layout (:mod:`lavish.tasks.avs.layout`), for the demo and the tests.
 
-Every 5-s clip shows ``objects_per_clip`` different objects of :data:`lavish.tasks.ave.synthetic.CLASSES`
+Every 5-s clip shows ``objects_per_clip`` different objects of :data:`lavish.data.synthetic.CLASSES`
 (coloured shapes, moving between frames) over grey noise, and plays the chords of the SOUNDING ones. Only the
 sounding objects are masked, so finding them needs the sound: segmenting every object scores about
 sounding / objects_per_clip on IoU.
@@ -27,7 +27,7 @@ import numpy as np
 
 from lavish.tasks.avs.layout import CLIP_SECONDS, NUM_FRAMES, SUBSETS
 from lavish.fileio import write_bytes
-from lavish.tasks.ave.synthetic import CLASSES, SAMPLE_RATE, _shape_mask
+from lavish.data.synthetic import CLASSES, SAMPLE_RATE, shape_mask as _shape_mask
 from lavish.errors import ConfigError
 
 SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}

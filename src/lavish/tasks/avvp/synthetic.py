@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from lavish.tasks.avvp import layout as llp
-from lavish.tasks.ave.synthetic import _ID_ALPHABET, _shape_mask, CLASSES as AVE_OBJECTS, SyntheticClass
+from lavish.data.synthetic import CLASSES as OBJECTS, ID_ALPHABET as _ID_ALPHABET, SyntheticClass, shape_mask as _shape_mask
 from lavish.errors import ConfigError
 from lavish.fileio import write_text
 from lavish.media.writer import write_video
@@ -43,7 +43,7 @@ KINDS = ("audio", "visual", "audio-visual")
 """Only heard, only seen, both."""
 _TONES = (500.0, 1100.0, 2300.0, 4200.0, 750.0, 1600.0, 3100.0, 5600.0)
 SIGNATURES: tuple[SyntheticClass, ...] = tuple(SyntheticClass(obj.colour, obj.shape, tone)
-                                               for obj, tone in zip(AVE_OBJECTS, _TONES))
+                                               for obj, tone in zip(OBJECTS, _TONES))
 """Class k of the synthetic set: colour and shape of the k-th synthetic AVE object, pure tone at ``freq`` Hz."""
 TONE_AMPLITUDE = 0.3
 

@@ -1,0 +1,1 @@
+"""A toy task for lavish, defined entirely outside the lavish package (docs/tasks.md)."""
