@@ -30,8 +30,9 @@ from lavish.models.adapters import ADAPTERS, PRESETS, AdapterConfig
 from lavish.models.adapters import adapter_config as _kind_config
 from lavish.models.backbone import LavishBackbone, create_backbone
 from lavish.models.weights import load_adapter_into, read_adapter, save_adapter as _save_adapter_file
-from lavish.engine.task import Task, evaluate_model
-from lavish.engine.task import load as _load_task_model
+from lavish.engine.task import Task
+from lavish.engine.train import evaluate_model
+from lavish.engine.train import load as _load_task_model
 
 
 def adapter_config(kind: str | AdapterConfig = "lavish", *, preset: str | None = None,

@@ -30,7 +30,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lavish.errors import ConfigError
-    from lavish.engine.task import evaluate
+    from lavish.engine.train import evaluate
 
     task = TASKS[args.task]
     if args.batch_size < 1:

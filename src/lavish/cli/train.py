@@ -38,7 +38,7 @@ def after_write_error(args) -> str:
 def run(args: argparse.Namespace) -> int:
     from lightning.pytorch.utilities import rank_zero_only
 
-    from lavish.engine.task import train
+    from lavish.engine.train import train
 
     task = TASKS[args.task]
     apply_config_file(args)

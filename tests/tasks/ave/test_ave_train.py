@@ -23,7 +23,7 @@ from lavish.cli.main import main
 from lavish.data.cache import AveCacheDataset
 from lavish.errors import LavishError
 from lavish.tasks.ave.task import collate
-from lavish.engine.task import TaskModule
+from lavish.engine.module import TaskModule
 from lavish.engine.runner import NonFiniteLoss
 from lavish.engine.resume import read_checkpoint_file
 

@@ -13,7 +13,7 @@ from lavish.errors import ConfigError
 from lavish.models.adapters import PRESETS
 from lavish.tasks.avqa.model import AvqaModelConfig, AvqaOutput
 from lavish.tasks.avqa.task import IGNORE, AvqaQuestions, AvqaTrainConfig, Vocabularies, avqa_loss, split_records
-from lavish.engine.task import evaluate, train
+from lavish.engine.train import evaluate, train
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from lavish.media.audio import get_frontend
 from lavish.media.frames import normalize_frames
 from lavish.tasks.avs.model import AvsModelConfig
 from lavish.tasks.avs.task import AvsCacheDataset, AvsTrainConfig, avs_loss, baseline_scores, collate
-from lavish.engine.task import evaluate, load, train
+from lavish.engine.train import evaluate, load, train
 from lavish.tasks.avs.metrics import frame_iou, video_fscore
 
 MICRO = "lavish_swinv2_micro_window4_64"

@@ -40,8 +40,8 @@ from lavish.tasks.ave.prepare import prepare_ave
 from lavish.errors import ConfigError, DataError
 from lavish.media.frames import normalize_frames
 from lavish.tasks.ave.model import EXTRA_FROM_CACHE, AveModel, AveModelConfig
-from lavish.engine.task import (DemoOptions, Evaluation, Option, Task, TaskModule, TrainResult,
-                               head_and_adapter_groups)
+from lavish.engine.module import TaskModule, head_and_adapter_groups
+from lavish.engine.task import DemoOptions, Evaluation, Option, Task, TrainResult
 from lavish.engine.runner import SplitDataModule, TrainConfig
 
 
@@ -336,7 +336,7 @@ class AveTask(Task):
         from lavish.fileio import write_json
         from lavish.tasks.ave.synthetic import make_synthetic_ave
         from lavish.models.adapters import PRESETS
-        from lavish.engine.task import evaluate, load, train
+        from lavish.engine.train import evaluate, load, train
         from lavish.engine.plots import plot_bars
 
         if options.videos < 10:

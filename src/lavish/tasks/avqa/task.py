@@ -45,7 +45,8 @@ from lavish.tasks.avqa.prepare import prepare_avqa
 from lavish.errors import CheckpointError, ConfigError, DataError
 from lavish.media.frames import normalize_frames
 from lavish.tasks.avqa.model import AvqaModel, AvqaModelConfig, AvqaOutput
-from lavish.engine.task import DemoOptions, Evaluation, Option, Task, TaskModule, TrainResult
+from lavish.engine.module import TaskModule
+from lavish.engine.task import DemoOptions, Evaluation, Option, Task, TrainResult
 from lavish.engine.runner import SplitDataModule, TrainConfig
 
 LR_RULES = {"constant": lambda r: 1.0, "sqrt": math.sqrt, "linear": lambda r: r}
@@ -496,7 +497,7 @@ class AvqaTask(Task):
         from lavish.fileio import write_json
         from lavish.tasks.avqa.synthetic import make_synthetic_avqa
         from lavish.models.adapters import PRESETS
-        from lavish.engine.task import evaluate, load, train
+        from lavish.engine.train import evaluate, load, train
 
         start = time.monotonic()
         backbone = options.backbone or self.demo_backbone

@@ -248,7 +248,7 @@ class AvsTask(Task):
         from lavish.tasks.avs.synthetic import make_synthetic_avs
         from lavish.media.decode import read_audio
         from lavish.media.writer import write_video
-        from lavish.engine.task import evaluate, load, train
+        from lavish.engine.train import evaluate, load, train
 
         if options.videos < 12:
             raise ConfigError(f"videos={options.videos} is not valid: the AVS demo needs at least 12")

@@ -41,8 +41,8 @@ from lavish.media.frames import normalize_frames
 from lavish.tasks.avvp.model import AvvpModel, AvvpModelConfig, avvp_loss
 from lavish.tasks.avvp.metrics import (CLIP_KEYS, METRIC_KEYS, THRESHOLD, AvvpMetrics, clip_predictions, clip_scores,
                                       extract_events, summarize)
-from lavish.engine.task import (DemoOptions, Evaluation, Option, Task, TaskModule, TrainResult,
-                               head_and_adapter_groups)
+from lavish.engine.module import TaskModule, head_and_adapter_groups
+from lavish.engine.task import DemoOptions, Evaluation, Option, Task, TrainResult
 from lavish.engine.runner import SplitDataModule, TrainConfig
 
 
@@ -312,7 +312,7 @@ class AvvpTask(Task):
         from lavish.tasks.avvp.synthetic import make_synthetic_llp
         from lavish.fileio import write_json
         from lavish.models.adapters import PRESETS
-        from lavish.engine.task import evaluate, load, train
+        from lavish.engine.train import evaluate, load, train
 
         if options.videos < 12:
             raise ConfigError(f"videos={options.videos} is not valid: the demo needs at least 12 (train/val/test "
