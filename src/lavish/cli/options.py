@@ -18,8 +18,7 @@ import yaml
 
 from lavish.errors import ConfigError
 from lavish.models.adapters import ADAPTERS, CMA_MODES, FUSIONS, MODALITIES, PRESETS, AdapterConfig, adapter_config
-
-DEFAULT_BACKBONE = "swinv2_large_window12_192"
+from lavish.models.task_config import DEFAULT_BACKBONE  # noqa: F401  (lavish prepare's default too)
 
 #: adapter options -> the adapter config field each sets
 ADAPTER_FLAGS = {"fusion": "--fusion", "cma": "--cma", "latents": "--latents", "reduction": "--reduction",

@@ -16,11 +16,11 @@ class TaskModule(TrainableCheckpoints, L.LightningModule):
     """The LightningModule of every task: the task's model, loss, metrics and optimiser, and nothing else."""
 
     def __init__(self, task: str, model_config: dict, train_config: dict, pretrained: bool = False,
-                 backbone_weights: str | None = None) -> None:
+                 backbone_weights: str | None = None, runtime: dict | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.task = get_task(task)
-        config = self.task.model_config_cls.from_dict(model_config)
+        config = self.task.model_config_cls.from_dict(model_config, **(runtime or {}))
         self.model = self.task.build_model(config, pretrained=pretrained, backbone_weights=backbone_weights)
         self.train_config = self.task.train_config_cls(**train_config)
         # one ModuleDict per stage ("train" cannot be a ModuleDict key: it is a method of every Module)

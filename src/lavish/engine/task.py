@@ -34,7 +34,6 @@ from torch import nn
 
 from lavish.engine.runner import SplitDataModule, TrainConfig
 from lavish.errors import ConfigError
-from lavish.models.adapters import MODALITIES
 
 if TYPE_CHECKING:  # pragma: no cover
     from torchmetrics import Metric
@@ -130,8 +129,6 @@ class Task(ABC):
     """name (in :meth:`metrics`) of the validation metric that selects the best epoch (higher is better)"""
     summary: ClassVar[tuple[tuple[str, str], ...]] = (("accuracy", "accuracy"),)
     """(key of the evaluation result, title) printed after training; the first titles the monitored value"""
-    modalities: ClassVar[tuple[str, ...]] = MODALITIES
-    """streams the task can run with (``--modalities``)"""
     options: ClassVar[tuple[Option, ...]] = ()
     data_options: ClassVar[tuple[str, ...]] = ()
     """dests of :attr:`options` that go to :meth:`data_module` (e.g. AVS ``subset``), not to a config"""
@@ -156,6 +153,11 @@ class Task(ABC):
         import sys
 
         return sys.modules[type(self).__module__].__doc__ or self.title
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Streams the task can run with (``--modalities``): its model config's ``MODALITIES``."""
+        return self.model_config_cls.MODALITIES
 
     @property
     def preset(self) -> str:

@@ -56,9 +56,7 @@ def train(task: "str | Task", data: str | Path, out: str | Path, model_config: A
             "num_segments": dm.manifest["num_segments"]}
     record_run(out, resume, model=model_config.to_dict(), train=train_config, data=data, meta=meta)
     module = TaskModule(task.name, model_config.to_dict(), dataclasses.asdict(train_config), pretrained,
-                        backbone_weights)
-    module.model.backbone.checkpointing = model_config.checkpointing
-    module.model.backbone.fused_adapters = model_config.fused_adapters
+                        backbone_weights, runtime=model_config.runtime())
     monitor = f"val/{task.monitor}"
     export = ExportBest(out / ADAPTER_FILE, monitor, meta)
     trainer = make_trainer(out, train_config, export, progress=progress,

@@ -41,22 +41,15 @@ class AveHead(nn.Module):
 class AveModelConfig(TaskModelConfig):
     """Model settings (defaults: the paper's best AVE model, spec section 4)."""
 
-    backbone: str = "swinv2_large_window12_192"
     adapter: AdapterConfig = preset_adapter("ave")
-    modalities: str = "av"
     num_classes: int = AVE_NUM_CLASSES
     extra_audio_dim: int = 0
     """width of precomputed per-second audio features concatenated before the head (Table 8, VGGish: 128);
     0 = none; :data:`EXTRA_FROM_CACHE` (-1) = the width of the features the prepared cache holds (training
     resolves it; a model is never built with -1)"""
-    train_norms: bool = False
-    checkpointing: bool | str = False
-    """recompute in backward: "none", "adapters" or "blocks" (True = "blocks"); see backbone.CHECKPOINTING"""
-    fused_adapters: bool | str = False
-    """run each adapter position of a training step as one compiled region: "none", "compile" or
-    "cuda-graphs" (True = "compile"); see backbone.FUSED_ADAPTERS"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.num_classes < 2:
             raise ConfigError(f"num_classes={self.num_classes} is not valid: it must be at least 2")
         if not isinstance(self.extra_audio_dim, int) or self.extra_audio_dim < EXTRA_FROM_CACHE:

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lavish.errors import ConfigError
-from lavish.models.adapters import MODALITIES, AdapterConfig
+from lavish.models.adapters import AdapterConfig
 from lavish.models.task_config import TaskModelConfig, preset_adapter, task_backbone
 
 #: the official release: 93 question tokens + '<unk>' and 42 answers (spec 3.3)
@@ -51,28 +51,20 @@ UNUSED_MODULES = ("fc_a1", "fc_a1_pure", "fc_a2_pure", "fc_v", "fc_st", "fc", "f
 
 @dataclass
 class AvqaModelConfig(TaskModelConfig):
-    """Model settings; defaults are the authors' AVQA run (spec 4: m=64, r=8, G=4, Swin LayerNorms trained)."""
+    """Model settings; defaults are the authors' AVQA run (spec 4: m=64, r=8, G=4, Swin LayerNorms trained).
+    ``modalities``: "av" (LAVISH), "v" (vision only, Table 7: no audio stream; the head's audio feature is zero, so
+    the spatial grounding is uniform and the audio temporal branch carries nothing) or "a" (audio only: the visual
+    tokens are zero)."""
 
-    backbone: str = "swinv2_large_window12_192"
     adapter: AdapterConfig = preset_adapter("avqa")
-    modalities: str = "av"
-    """"av" (LAVISH), "v" (vision only, Table 7: no audio stream; the head's audio feature is zero, so the
-    spatial grounding is uniform and the audio temporal branch carries nothing) or "a" (audio only: the visual
-    tokens are zero)"""
     question_vocab: int = AVQA_QUESTION_VOCAB
     """rows of the word embedding (question vocabulary incl. '<pad>' and '<unk>')"""
     num_answers: int = AVQA_NUM_ANSWERS
     train_norms: bool = True
     """train the backbone's LayerNorms (the authors' --is_vit_ln 1)"""
-    checkpointing: bool | str = False
-    """recompute in backward: "none", "adapters" or "blocks" (True = "blocks"); see backbone.CHECKPOINTING"""
-    fused_adapters: bool | str = False
-    """run each adapter position of a training step as one compiled region: "none", "compile" or
-    "cuda-graphs" (True = "compile"); see backbone.FUSED_ADAPTERS"""
 
     def __post_init__(self) -> None:
-        if self.modalities not in MODALITIES:
-            raise ConfigError(f"modalities={self.modalities!r} is not valid: choose one of {', '.join(MODALITIES)}")
+        super().__post_init__()
         if self.question_vocab < 2:
             raise ConfigError(f"question_vocab={self.question_vocab} is not valid: it must be at least 2")
         if self.num_answers < 2:

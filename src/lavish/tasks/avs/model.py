@@ -52,29 +52,23 @@ MASK_SIZE = 224
 
 @dataclass
 class AvsModelConfig(TaskModelConfig):
-    """Model settings (defaults: the authors' AVS-S4 README run, spec sections 3.2 and 4)."""
+    """Model settings (defaults: the authors' AVS-S4 README run, spec sections 3.2 and 4). ``modalities``: "av"
+    (LAVISH) or "v" (vision only; no audio stream, no TPAVI)."""
 
-    backbone: str = "swinv2_large_window12_192"
+    MODALITIES = ("av", "v")  # segmentation needs frames: no audio-only model
+    TASK_TITLE = "AVS"
+
     adapter: AdapterConfig = preset_adapter("avs")
-    modalities: str = "av"
-    """"av" (LAVISH) or "v" (vision only; no audio stream, no TPAVI)"""
     tpavi_stages: tuple[int, ...] = ()
     """decoder stages (0 = finest) with TPAVI audio-visual attention"""
     mask_size: tuple[int, int] = (MASK_SIZE, MASK_SIZE)
     """(H, W) of the predicted masks"""
     decoder_channels: int = 256
-    train_norms: bool = False
-    checkpointing: bool | str = False
-    """recompute in backward: "none", "adapters" or "blocks" (True = "blocks"); see backbone.CHECKPOINTING"""
-    fused_adapters: bool | str = False
-    """run each adapter position of a training step as one compiled region: "none", "compile" or
-    "cuda-graphs" (True = "compile"); see backbone.FUSED_ADAPTERS"""
 
     def __post_init__(self) -> None:
         self.tpavi_stages = tuple(sorted(int(s) for s in self.tpavi_stages))
         self.mask_size = tuple(int(s) for s in self.mask_size)
-        if self.modalities not in ("av", "v"):
-            raise ConfigError(f"modalities={self.modalities!r} is not valid for AVS: choose av or v")
+        super().__post_init__()
         if any(s not in range(4) for s in self.tpavi_stages) or len(set(self.tpavi_stages)) != len(self.tpavi_stages):
             raise ConfigError(f"tpavi_stages={self.tpavi_stages} is not valid: distinct stages among 0, 1, 2, 3")
         if self.tpavi_stages and self.modalities != "av":

@@ -139,7 +139,6 @@ class AvsTask(Task):
     prepare = staticmethod(prepare_avs)
     summary = (("miou", "mIoU"), ("fscore", "F-score"))
     monitor = "miou"
-    modalities = ("av", "v")  # segmentation needs frames: no audio-only model
     lr_help = "learning rate of everything trainable (default 1e-4)"
     # ln_before of the AVS adapters, path4.rcu1 and (without TPAVI) audio_linear get no gradient (authors')
     find_unused_parameters = True

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from lavish.errors import ConfigError
-from lavish.models.adapters import MODALITIES, AdapterConfig
+from lavish.models.adapters import AdapterConfig
 from lavish.models.task_config import TaskModelConfig, preset_adapter, task_backbone
 
 AVVP_NUM_CLASSES = 25
@@ -62,13 +62,11 @@ SMOOTH_VISUAL = 0.1
 
 @dataclass
 class AvvpModelConfig(TaskModelConfig):
-    """Model settings; defaults: LAVISH's AVE setting for the backbone and the benchmark's HAN (``MMIL_Net``)."""
+    """Model settings; defaults: LAVISH's AVE setting for the backbone and the benchmark's HAN (``MMIL_Net``).
+    ``modalities``: "av" (LAVISH), "v" (vision only: no audio stream runs, the head's audio features are zeros) or
+    "a" (audio only: the visual features are zeros)."""
 
-    backbone: str = "swinv2_large_window12_192"
     adapter: AdapterConfig = preset_adapter("ave")
-    modalities: str = "av"
-    """"av" (LAVISH), "v" (vision only: no audio stream runs, the head's audio features are zeros) or "a"
-    (audio only: the visual features are zeros)"""
     num_classes: int = AVVP_NUM_CLASSES
     han_dim: int = 512
     """width of the HAN (the projections fc_a / fc_v map the backbone's D to it)"""
@@ -83,18 +81,11 @@ class AvvpModelConfig(TaskModelConfig):
     label_smoothing: bool = True
     """the training objective's modality-aware label smoothing (:func:`avvp_loss`; on in the benchmark's training).
     A setting of the loss, kept here so that the adapter file says how its model was trained"""
-    train_norms: bool = False
-    checkpointing: bool | str = False
-    """recompute in backward: "none", "adapters" or "blocks" (True = "blocks"); see backbone.CHECKPOINTING"""
-    fused_adapters: bool | str = False
-    """run each adapter position of a training step as one compiled region: "none", "compile" or
-    "cuda-graphs" (True = "compile"); see backbone.FUSED_ADAPTERS"""
 
     def __post_init__(self) -> None:
         if not isinstance(self.label_smoothing, bool):
             raise ConfigError(f"label_smoothing={self.label_smoothing!r} is not valid: true or false")
-        if self.modalities not in MODALITIES:
-            raise ConfigError(f"modalities={self.modalities!r} is not valid: choose one of {', '.join(MODALITIES)}")
+        super().__post_init__()
         if not _is_int(self.num_classes) or self.num_classes < 1:
             raise ConfigError(f"num_classes={self.num_classes!r} is not valid: it must be at least 1")
         for name in ("han_dim", "han_heads", "han_ff_dim"):
