@@ -76,7 +76,7 @@ def test_the_walk_sees_the_package():
     assert len(MODULES) > 60
     assert _WORD.search("AveModel") and _WORD.search("prepare_avvp") and _WORD.search("read_llp")
     assert not _WORD.search("average_rate") and not _WORD.search("save_adapter")
-    assert "lavish.engine.registry" in GRAPH["lavish.engine.task"]
+    assert "lavish.engine.registry" in GRAPH["lavish.engine.train"]
     assert "lavish.tasks.avvp.layout" in GRAPH["lavish.tasks.avvp.prepare"]
 
 

@@ -17,35 +17,64 @@ from typing import Any
 import yaml
 
 from lavish.errors import ConfigError
-from lavish.models.adapters import ADAPTERS, CMA_MODES, FUSIONS, MODALITIES, PRESETS, AdapterConfig, adapter_config
-from lavish.models.task_config import DEFAULT_BACKBONE  # noqa: F401  (lavish prepare's default too)
+from lavish.engine.runner import TrainConfig
+from lavish.models.adapters import ADAPTERS, MODALITIES, PRESETS, AdapterConfig, adapter_config
+from lavish.models.task_config import DEFAULT_BACKBONE, RuntimeConfig
 
-#: adapter options -> the adapter config field each sets
-ADAPTER_FLAGS = {"fusion": "--fusion", "cma": "--cma", "latents": "--latents", "reduction": "--reduction",
-                 "groups": "--groups", "formulation": "--formulation"}
-ADAPTER_FIELDS = {"fusion": "fusion", "cma": "cma", "latents": "num_latents", "reduction": "reduction",
-                  "groups": "groups", "formulation": "formulation"}
-#: options of ``lavish train`` that are settings of every task's TrainConfig
-TRAIN_FIELDS = ("epochs", "batch_size", "lr", "patience", "seed", "precision", "devices", "num_workers",
-                "compile_step")
+def option_flag(f: dataclasses.Field) -> str:
+    """The command-line flag of a config field: its metadata's ``flag``, else ``--<name with dashes>``."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def adapter_options() -> dict[str, dataclasses.Field]:
+    """dest -> adapter config field, for every field of an adapter kind that names its flag (``--latents`` sets
+    ``num_latents``): the adapter options of ``lavish train`` (the first kind that has a field gives its help)."""
+    found: dict[str, dataclasses.Field] = {}
+    for cls in ADAPTERS.values():
+        for f in dataclasses.fields(cls):
+            if "flag" in f.metadata:
+                found.setdefault(option_flag(f).lstrip("-").replace("-", "_"), f)
+    return found
+
+
+def config_options(cls: type) -> list[dataclasses.Field]:
+    """The fields of the config dataclass ``cls`` that are command-line options (metadata ``help``)."""
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def add_field_option(group, f: dataclasses.Field, *, default: Any = None, dest: str | None = None,
+                     **text: str) -> None:
+    """One argparse option made from config field ``f``: flag, type, choices, bare-flag constant and help from the
+    field; ``default`` is shown in the help (the argparse default stays None: "not given"); ``text`` fills the
+    help's ``{placeholders}`` (e.g. the task's ``unit``)."""
+    meta = f.metadata
+    kwargs: dict[str, Any] = {"dest": dest or f.name}
+    if "const" in meta:
+        kwargs.update(nargs="?", const=meta["const"])
+    else:
+        kind = {"int": int, "float": float, int: int, float: float}.get(f.type)
+        if kind is not None:
+            kwargs["type"] = kind
+    if "choices" in meta:
+        kwargs["choices"] = list(meta["choices"])
+    help_text = meta["help"].format(**text) if text else meta["help"]
+    if default not in (None, False, "none"):
+        help_text += f" (default: {default})"
+    kwargs["help"] = help_text.replace("%", "%%")
+    group.add_argument(option_flag(f), **kwargs)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """--backbone, --adapter, --preset, --fusion, --cma, --modalities, --latents, --reduction, --groups,
-    --formulation, --adapter-set."""
+    """--backbone, --adapter, --preset, --modalities, the adapter options of :func:`adapter_options` (--fusion,
+    --cma, --latents, --reduction, --groups, --formulation), --adapter-set."""
     g = parser.add_argument_group("model")
     g.add_argument("--backbone", help=f"timm ViT / Swin backbone (default: {DEFAULT_BACKBONE})")
     g.add_argument("--adapter", choices=list(ADAPTERS), help="adapter kind (default: lavish)")
     g.add_argument("--preset", choices=list(PRESETS),
                    help="LAVISH settings of a paper task (default: the task's own preset)")
-    g.add_argument("--fusion", choices=FUSIONS, help="cross-modal direction for lavish/avish (Table 4)")
-    g.add_argument("--cma", choices=CMA_MODES,
-                   help="cross-modal attention in front of adapter/compacter/lora (Table 6's CMA column: direct)")
     g.add_argument("--modalities", choices=MODALITIES, help="streams that run (Table 7; default: av)")
-    g.add_argument("--latents", type=int, help="latent tokens m (lavish)")
-    g.add_argument("--reduction", type=int, help="bottleneck downsample factor r")
-    g.add_argument("--groups", type=int, help="groups G of the bottleneck maps")
-    g.add_argument("--formulation", choices=("code", "paper"), help="lavish maths: the authors' code or the paper")
+    for dest, f in adapter_options().items():
+        add_field_option(g, f, dest=dest)
     g.add_argument("--adapter-set", action="append", metavar="FIELD=VALUE",
                    help="any other setting of the adapter kind (e.g. rank=16 for lora); repeatable")
 
@@ -55,8 +84,14 @@ def add_task_options(parser: argparse.ArgumentParser, task, command: str, title:
     options = [o for o in task.options if command in o.commands]
     if options:
         g = parser.add_argument_group(title or f"{task.name.upper()} options")
+        defaults = {**dataclasses.asdict(task.model_config_cls()), **dataclasses.asdict(task.train_config_cls())}
         for option in options:
-            g.add_argument(*option.flags, **option.kwargs)
+            kwargs = dict(option.kwargs)
+            default = defaults.get(option.dest)  # a config field's default, shown from the config itself
+            if ("help" in kwargs and "default" not in kwargs["help"] and default not in (None, False, "none", ())
+                    and option.dest in defaults):
+                kwargs["help"] += f" (default: {default})"
+            g.add_argument(*option.flags, **kwargs)
 
 
 def add_train_options(parser: argparse.ArgumentParser, task) -> None:
@@ -72,25 +107,11 @@ def add_train_options(parser: argparse.ArgumentParser, task) -> None:
                    help="pretrained backbone (the default; overrides pretrained: false in a --config file)")
     g.add_argument("--backbone-weights", help="local timm checkpoint of the backbone (offline machines)")
     t = parser.add_argument_group("training")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int, help=f"{task.unit} per step, over all devices")
-    t.add_argument("--lr", type=float, help=task.lr_help)
-    t.add_argument("--patience", type=int, help="early stopping patience in epochs (default 5)")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"))
-    t.add_argument("--devices", type=int, help="processes (CPU) or GPUs for DDP (default 1)")
-    t.add_argument("--num-workers", type=int, help="data loader workers (default 0)")
-    t.add_argument("--checkpointing", nargs="?", const="blocks", choices=("adapters", "blocks"),
-                   help="activation checkpointing: recompute the adapters only (most of the memory saving for a few "
-                        "%% of time) or whole blocks (least memory); bare --checkpointing = blocks")
-    t.add_argument("--fused-adapters", nargs="?", const="compile", choices=("compile", "cuda-graphs"),
-                   help="run each adapter position of a training step as one torch.compile region (same maths, "
-                        "fewer kernels; the first steps compile); cuda-graphs: also replay them as CUDA graphs "
-                        "(a GPU only); bare --fused-adapters = compile")
-    t.add_argument("--compile-step", nargs="?", const="inductor", choices=("inductor", "cuda-graphs"),
-                   help="compile each training step's forward and backward whole, backbone included (one graph, "
-                        "no host sync; the first step compiles, minutes); cuda-graphs: also replay it as CUDA graphs "
-                        "(a GPU only); bare --compile-step = inductor")
+    defaults = task.train_config_cls()
+    for f in config_options(TrainConfig):
+        add_field_option(t, f, default=getattr(defaults, f.name), unit=task.unit, lr_help=task.lr_help)
+    for f in config_options(RuntimeConfig):
+        add_field_option(t, f)
     t.add_argument("--resume", action="store_true", default=None,
                    help="continue the run in --out from its last checkpoint")
     t.add_argument("--no-progress", dest="progress", action="store_false", default=None)
@@ -215,14 +236,14 @@ def adapter_from_args(args: argparse.Namespace, default_preset: str) -> AdapterC
         base.pop("num_latents", None)
         base.pop("formulation", None)
     explicit = {}
-    for option, name in ADAPTER_FIELDS.items():
+    for option, f in adapter_options().items():
         value = getattr(args, option, None)
         if value is None:
             continue
-        if name not in fields:
+        if f.name not in fields:
             settings = ", ".join(sorted(fields)) or "none"
-            raise ConfigError(f"{ADAPTER_FLAGS[option]} does not apply to adapter {kind!r} (its settings: {settings})")
-        explicit[name] = value
+            raise ConfigError(f"{option_flag(f)} does not apply to adapter {kind!r} (its settings: {settings})")
+        explicit[f.name] = value
     for text in getattr(args, "adapter_set", None) or ():
         name, value = _parse_setting(text)
         if name not in fields:
@@ -275,7 +296,7 @@ def model_config_from_args(task, args: argparse.Namespace, task_values: dict | N
 
         fused_adapters_mode(fused)  # cuda-graphs without a CUDA GPU: one line, before anything is built
     values = {"backbone": args.backbone, "adapter": adapter, "modalities": args.modalities,
-              "checkpointing": checkpointing or False, "fused_adapters": fused or False}
+              **{name: getattr(args, name, None) or False for name in RuntimeConfig.runtime_fields()}}
     values.update(task.model_settings(task_values or {}))
     fields = {f.name for f in dataclasses.fields(task.model_config_cls)}
     unknown = sorted(set(values) - fields)
@@ -287,6 +308,7 @@ def model_config_from_args(task, args: argparse.Namespace, task_values: dict | N
 def train_config_from_args(task, args: argparse.Namespace, task_values: dict):
     """The task's TrainConfig: its defaults, then the training options given."""
     fields = {f.name for f in dataclasses.fields(task.train_config_cls)}
-    values = {k: getattr(args, k) for k in TRAIN_FIELDS if getattr(args, k, None) is not None}
+    values = {f.name: getattr(args, f.name) for f in config_options(TrainConfig)
+              if getattr(args, f.name, None) is not None}
     values.update({k: v for k, v in task_values.items() if k in fields})
     return task.train_config_cls(**values)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
 
@@ -51,16 +51,23 @@ class TrainConfig:
 
     LR_FIELDS: ClassVar[tuple[str, ...]] = ("lr",)
 
-    epochs: int = 50
-    batch_size: int = 2
+    # metadata "help" makes a field an option of ``lavish train`` (and a key of its --config files): flag
+    # --<name with dashes>, type and default from the field (the task's subclass sets the default), "choices" and
+    # "const" (a flag that may be given bare) as argparse takes them; see lavish.cli.options
+    epochs: int = field(default=50, metadata={"help": "training epochs (at most: early stopping may end sooner)"})
+    batch_size: int = field(default=2, metadata={"help": "{unit} per step, over all devices"})
     """videos (or questions) per optimiser step, over all devices"""
-    lr: float = 5e-5
-    patience: int = 5
-    seed: int = 0
-    precision: str = "32"
-    devices: int = 1
-    num_workers: int = 0
-    compile_step: str = "none"
+    lr: float = field(default=5e-5, metadata={"help": "{lr_help}"})
+    patience: int = field(default=5, metadata={"help": "early stopping patience in epochs"})
+    seed: int = field(default=0, metadata={"help": "seed of the initialisation and the data order"})
+    precision: str = field(default="32", metadata={"help": "numeric precision of training", "choices": PRECISIONS})
+    devices: int = field(default=1, metadata={"help": "processes (CPU) or GPUs for DDP"})
+    num_workers: int = field(default=0, metadata={"help": "data loader workers"})
+    compile_step: str = field(default="none", metadata={
+        "help": "compile each training step's forward and backward whole, backbone included (one graph, no host "
+                "sync; the first step compiles, minutes); cuda-graphs: also replay it as CUDA graphs (a GPU only); "
+                "bare --compile-step = inductor",
+        "choices": COMPILE_STEP[1:], "const": "inductor"})
     """the training step compiled whole: one of :data:`COMPILE_STEP` (True = "inductor")"""
 
     def __post_init__(self) -> None:

@@ -53,9 +53,16 @@ class RuntimeConfig:
     """How a model runs, not what it computes: never saved in an adapter file (:meth:`TaskModelConfig.to_dict` leaves
     these fields out), given to the backbone when the model is built."""
 
-    checkpointing: bool | str = False
+    checkpointing: bool | str = field(default=False, metadata={
+        "help": "activation checkpointing: recompute the adapters only (most of the memory saving for a few % of "
+                "time) or whole blocks (least memory); bare --checkpointing = blocks",
+        "choices": ("adapters", "blocks"), "const": "blocks"})
     """recompute in backward: "none", "adapters" or "blocks" (True = "blocks"); see backbone.CHECKPOINTING"""
-    fused_adapters: bool | str = False
+    fused_adapters: bool | str = field(default=False, metadata={
+        "help": "run each adapter position of a training step as one torch.compile region (same maths, fewer "
+                "kernels; the first steps compile); cuda-graphs: also replay them as CUDA graphs (a GPU only); "
+                "bare --fused-adapters = compile",
+        "choices": ("compile", "cuda-graphs"), "const": "compile"})
     """run each adapter position of a training step as one compiled region: "none", "compile" or
     "cuda-graphs" (True = "compile"); see backbone.FUSED_ADAPTERS"""
 

@@ -29,10 +29,18 @@ from lavish.models.adapters.slots import BlockSlots, IdentitySlot, PairSlot, Pap
 FUSIONS = ("bi", "a2v", "v2a", "none")
 MODALITIES = ("av", "v", "a")
 CMA_MODES = ("none", "direct", "latent")
+FORMULATIONS = ("code", "paper")
 
 
-def _help(default: Any, text: str) -> Any:
-    return field(default=default, metadata={"help": text})
+def _help(default: Any, text: str, *, flag: str | None = None, choices: tuple | None = None) -> Any:
+    """A field with its help text; ``flag``: the ``lavish train`` option that sets it (``--latents``), with its
+    ``choices`` (the CLI's model options are generated from these fields, :mod:`lavish.cli.options`)."""
+    metadata = {"help": text}
+    if flag:
+        metadata["flag"] = flag
+    if choices:
+        metadata["choices"] = choices
+    return field(default=default, metadata=metadata)
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
@@ -71,8 +79,8 @@ class AdapterConfig:
 class BottleneckFields:
     """Fields shared by the methods built on the adapter bottleneck (spec 1.1 step C)."""
 
-    reduction: int = _help(8, "bottleneck downsample factor r: C -> C/r -> C")
-    groups: int = _help(2, "groups G of the two 1x1 convolutions (block-diagonal maps)")
+    reduction: int = _help(8, "bottleneck downsample factor r: C -> C/r -> C", flag="--reduction")
+    groups: int = _help(2, "groups G of the two 1x1 convolutions (block-diagonal maps)", flag="--groups")
     use_bn: bool = _help(True, "BatchNorm after each 1x1 convolution (AVE: on)")
     ln_before: bool = _help(True, "LayerNorm on the bottleneck input")
     ln_post: bool = _help(True, "LayerNorm on the bottleneck output")
@@ -102,17 +110,20 @@ class LavishConfig(BottleneckFields, AdapterConfig):
     """LAVISH (spec 1.1-1.3): latent-token cross-modal attention + bottleneck, 4 adapters per block."""
 
     kind: ClassVar[str] = "lavish"
-    num_latents: int = _help(2, "latent tokens m per adapter (AVE 2, AVS/AVQA 16 in the paper, 64 in the AVQA run)")
+    num_latents: int = _help(2, "latent tokens m per adapter (AVE 2, AVS/AVQA 16 in the paper, 64 in the AVQA run)",
+                             flag="--latents")
     latent_init: str = _help("uniform", "latent token init: 'uniform' U[0,1) (AVE code) or 'zeros' (AVS, AVQA code)")
-    fusion: str = _help("bi", "direction of cross-modal flow: bi, a2v (audio into visual), v2a, none (Table 4)")
-    formulation: str = _help("code", "'code': the authors' code maths; 'paper': the paper's Eqs. 6-8")
+    fusion: str = _help("bi", "direction of cross-modal flow: bi, a2v (audio into visual), v2a, none (Table 4)",
+                        flag="--fusion", choices=FUSIONS)
+    formulation: str = _help("code", "'code': the authors' code maths; 'paper': the paper's Eqs. 6-8", flag="--formulation",
+                             choices=FORMULATIONS)
 
     def __post_init__(self) -> None:
         self._validate_bottleneck()
         _check_positive("num_latents", self.num_latents)
         _check_choice("latent_init", self.latent_init, ("uniform", "zeros"))
         _check_choice("fusion", self.fusion, FUSIONS)
-        _check_choice("formulation", self.formulation, ("code", "paper"))
+        _check_choice("formulation", self.formulation, FORMULATIONS)
 
     def receives(self, modalities: str) -> tuple[bool, bool]:
         """(audio stream takes visual info, visual stream takes audio info)."""
@@ -168,7 +179,8 @@ class CmaFields:
 
     cma: str = _help("none", "cross-modal attention before the adapter (Table 6 'CMA'): 'none'; 'direct': "
                              "X + g softmax(X O^T) O over the other stream's tokens (AVISH's attention, the Table 6 "
-                             "rows); 'latent': LAVISH's latent-token attention (cma_latents tokens)")
+                             "rows); 'latent': LAVISH's latent-token attention (cma_latents tokens)", flag="--cma",
+                     choices=CMA_MODES)
     cma_latents: int | None = _help(None, "latent tokens per adapter with cma='latent' (default 2, the AVE setting)")
 
     def _validate_cma(self) -> None:
@@ -217,7 +229,7 @@ class CompacterConfig(CmaFields, AdapterConfig):
     """Compacter (Table 6): adapters per modality whose maps are PHM (Kronecker) layers, the authors' settings."""
 
     kind: ClassVar[str] = "compacter"
-    reduction: int = _help(8, "bottleneck downsample factor")
+    reduction: int = _help(8, "bottleneck downsample factor", flag="--reduction")
     phm_dim: int = _help(4, "number n of Kronecker summands (PHM dimension)")
     rank: int = _help(1, "rank of the factorised slow weights")
     factorised: str = _help("up", "PHM maps with rank-`rank` slow weights: 'up' (the authors' run: full down map), "
@@ -244,7 +256,8 @@ class LoraConfig(CmaFields, AdapterConfig):
     """
 
     kind: ClassVar[str] = "lora"
-    reduction: int = _help(8, "rank of the update = C / reduction (C the block width: ranks 24-192 on Swin-V2-L)")
+    reduction: int = _help(8, "rank of the update = C / reduction (C the block width: ranks 24-192 on Swin-V2-L)",
+                           flag="--reduction")
     use_bn: bool = _help(True, "BatchNorm after each map (AVE: on)")
     ln_before: bool = _help(True, "LayerNorm on the adapter input")
     ln_post: bool = _help(True, "LayerNorm on the adapter output")

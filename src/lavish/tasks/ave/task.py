@@ -172,10 +172,10 @@ class AveTask(Task):
     data_module_cls = AveDataModule
     prepare = staticmethod(prepare_ave)
     monitor = "acc"
-    lr_help = "adapter learning rate (default 5e-5)"
+    lr_help = "adapter learning rate"
     predict_outputs = ("plot",)
     options = (
-        Option(("--lr-head",), {"type": float, "help": "head learning rate (default 4e-6)"}),
+        Option(("--lr-head",), {"type": float, "help": "head learning rate"}),
         Option(("--extra-audio-features",), {
             "action": "store_true", "default": None,
             "help": "train on the extra per-second audio features the cache holds (Table 8, VGGish: prepare "

@@ -393,7 +393,7 @@ class AvqaTask(Task):
     summary = (("overall", "accuracy"),)
     monitor = "acc"
     eval_loss = False  # validation has no negatives: its loss is not the training loss
-    lr_help = "learning rate at --base-batch-size (default 8e-5)"
+    lr_help = "learning rate at --base-batch-size"
     options = (
         Option(("--frozen-norms",), {"dest": "train_norms", "action": "store_false", "default": None,
                                      "help": "keep the backbone LayerNorms frozen (the authors train them: "
@@ -404,10 +404,10 @@ class AvqaTask(Task):
         Option(("--lr-rule",), {"choices": tuple(LR_RULES),
                                 "help": "scale lr with batch/base-batch: constant, sqrt (default), linear "
                                         "(add --warmup-steps)"}),
-        Option(("--base-batch-size",), {"type": int, "help": "batch size the --lr is meant for (default 1)"}),
-        Option(("--warmup-steps",), {"type": int, "help": "linear lr warm-up over this many steps (default 0)"}),
-        Option(("--step-size",), {"type": int, "help": "StepLR period in epochs (default 8)"}),
-        Option(("--gamma",), {"type": float, "help": "StepLR factor (default 0.1)"}),
+        Option(("--base-batch-size",), {"type": int, "help": "batch size the --lr is meant for"}),
+        Option(("--warmup-steps",), {"type": int, "help": "linear lr warm-up over this many steps"}),
+        Option(("--step-size",), {"type": int, "help": "StepLR period in epochs"}),
+        Option(("--gamma",), {"type": float, "help": "StepLR factor"}),
     )
     real_run = ("A real run: lavish prepare avqa --root MUSIC-AVQA --out avqa-cache --workers 8; "
                 "lavish train avqa --data avqa-cache --out runs/avqa (see docs/avqa.md)")

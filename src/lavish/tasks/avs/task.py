@@ -139,7 +139,7 @@ class AvsTask(Task):
     prepare = staticmethod(prepare_avs)
     summary = (("miou", "mIoU"), ("fscore", "F-score"))
     monitor = "miou"
-    lr_help = "learning rate of everything trainable (default 1e-4)"
+    lr_help = "learning rate of everything trainable"
     # ln_before of the AVS adapters, path4.rcu1 and (without TPAVI) audio_linear get no gradient (authors')
     find_unused_parameters = True
     predict_outputs = ("out",)
@@ -150,7 +150,7 @@ class AvsTask(Task):
                                "help": "AVSBench subset the cache must hold (default: the cache's)"}),
         Option(("--tpavi",), {"choices": tuple(TPAVI_PRESETS),
                               "help": "TPAVI stages: none (README run, default) or all four (train.sh)"}),
-        Option(("--decoder-channels",), {"type": int, "help": "decoder width (default 256, the authors')"}),
+        Option(("--decoder-channels",), {"type": int, "help": "decoder width (the authors')"}),
     )
     real_run = ("A real run: lavish prepare avs --root AVSBench/Single-source --out s4-cache; "
                 "lavish train avs --subset s4 --data s4-cache --out runs/s4 (see docs/avs.md)")

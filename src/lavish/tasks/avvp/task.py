@@ -169,13 +169,13 @@ class AvvpTask(Task):
     monitor = "seg_type_av"
     summary = (("seg_type_av", "segment-level Type@AV F1"), ("event_type_av", "event-level Type@AV F1"),
                ("seg_audio", "audio F1"), ("seg_visual", "visual F1"), ("seg_av", "audio-visual F1"))
-    lr_help = "adapter learning rate (default 5e-5)"
+    lr_help = "adapter learning rate"
     predict_outputs = ("plot",)
     options = (
-        Option(("--lr-head",), {"type": float, "help": "head learning rate (default 3e-4, the benchmark's)"}),
+        Option(("--lr-head",), {"type": float, "help": "head learning rate (the benchmark's)"}),
         Option(("--step-size",), {"type": int, "metavar": "EPOCHS",
-                                  "help": "multiply the learning rates by --gamma every EPOCHS epochs (default 10)"}),
-        Option(("--gamma",), {"type": float, "help": "learning-rate decay factor (default 0.1)"}),
+                                  "help": "multiply the learning rates by --gamma every EPOCHS epochs"}),
+        Option(("--gamma",), {"type": float, "help": "learning-rate decay factor"}),
         Option(("--no-label-smoothing",), {
             "dest": "label_smoothing", "action": "store_false", "default": None,
             "help": "train the per-modality terms on the hard labels (default: the benchmark's modality-aware "
@@ -184,11 +184,11 @@ class AvvpTask(Task):
             "dest": "label_smoothing", "action": "store_true", "default": None,
             "help": "the benchmark's modality-aware label smoothing (the default; overrides label_smoothing: false "
                     "in a --config file)"}),
-        Option(("--han-dim",), {"type": int, "metavar": "D", "help": "HAN width (default 512)"}),
-        Option(("--han-heads",), {"type": int, "help": "HAN attention heads (default 1, the benchmark's)"}),
-        Option(("--han-ff-dim",), {"type": int, "metavar": "D", "help": "HAN feed-forward width (default 512)"}),
-        Option(("--han-layers",), {"type": int, "help": "HAN layers (default 1; 0: none)"}),
-        Option(("--han-dropout",), {"type": float, "help": "HAN dropout (default 0.1)"}),
+        Option(("--han-dim",), {"type": int, "metavar": "D", "help": "HAN width"}),
+        Option(("--han-heads",), {"type": int, "help": "HAN attention heads (the benchmark's)"}),
+        Option(("--han-ff-dim",), {"type": int, "metavar": "D", "help": "HAN feed-forward width"}),
+        Option(("--han-layers",), {"type": int, "help": "HAN layers (0: none)"}),
+        Option(("--han-dropout",), {"type": float, "help": "HAN dropout"}),
         Option(("--csv-dir",), {"type": Path, "metavar": "DIR",
                                 "help": "folder of the five AVVP_*.csv files (default: beside the clips)"},
                commands=("prepare",)),
