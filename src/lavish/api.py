@@ -26,7 +26,7 @@ from typing import Any
 from torch import nn
 
 from lavish.errors import ConfigError
-from lavish.models.adapters import ADAPTERS, PRESETS, AdapterConfig
+from lavish.models.adapters import ADAPTERS, AdapterConfig, preset_settings
 from lavish.models.adapters import adapter_config as _kind_config
 from lavish.models.backbone import LavishBackbone, create_backbone
 from lavish.models.weights import load_adapter_into, read_adapter, save_adapter as _save_adapter_file
@@ -48,14 +48,7 @@ def adapter_config(kind: str | AdapterConfig = "lavish", *, preset: str | None =
         return dataclasses.replace(kind, **settings) if settings else kind
     if kind not in ADAPTERS:
         raise ConfigError(f"unknown adapter {kind!r}: choose one of {', '.join(ADAPTERS)}")
-    base = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-        fields = {f.name for f in dataclasses.fields(ADAPTERS[kind])}
-        base = {k: v for k, v in dataclasses.asdict(PRESETS[preset]).items() if k in fields}
-        if kind == "avish":
-            base.pop("num_latents", None)
+    base = preset_settings(kind, preset) if preset is not None else {}
     return _kind_config(kind, **{**base, **settings})
 
 

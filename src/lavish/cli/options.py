@@ -18,7 +18,7 @@ import yaml
 
 from lavish.errors import ConfigError
 from lavish.engine.runner import TrainConfig
-from lavish.models.adapters import ADAPTERS, MODALITIES, PRESETS, AdapterConfig, adapter_config
+from lavish.models.adapters import ADAPTERS, MODALITIES, PRESETS, AdapterConfig, adapter_config, preset_settings
 from lavish.models.task_config import DEFAULT_BACKBONE, RuntimeConfig
 
 def option_flag(f: dataclasses.Field) -> str:
@@ -227,14 +227,10 @@ def adapter_from_args(args: argparse.Namespace, default_preset: str) -> AdapterC
     kind = args.adapter
     cls = ADAPTERS[kind]
     fields = {f.name for f in dataclasses.fields(cls)}
-    preset = PRESETS[args.preset or default_preset]
-    base = {k: v for k, v in dataclasses.asdict(preset).items() if k in fields}
+    base = preset_settings(kind, args.preset or default_preset)
     if args.preset and not base:
         raise ConfigError(f"--preset {args.preset} does not apply to adapter {kind!r}: presets set LAVISH / bottleneck "
                           "settings")
-    if kind == "avish":
-        base.pop("num_latents", None)
-        base.pop("formulation", None)
     explicit = {}
     for option, f in adapter_options().items():
         value = getattr(args, option, None)

@@ -14,14 +14,11 @@ keep only what the model reads.
 from __future__ import annotations
 
 import sys
-import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-
-import numpy as np
 
 from lavish import fileio
 from lavish.data import cache

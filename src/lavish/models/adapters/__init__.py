@@ -18,11 +18,12 @@ from lavish.models.adapters.config import (
     NormConfig,
     adapter_config,
     config_from_dict,
+    preset_settings,
 )
 from lavish.models.adapters.slots import Streams
 
 __all__ = [
     "ADAPTERS", "CMA_MODES", "FUSIONS", "MODALITIES", "PRESETS", "AdapterConfig", "AvishConfig", "BitfitConfig",
     "BottleneckAdapterConfig", "CompacterConfig", "LavishConfig", "LoraAttentionConfig", "LoraConfig",
-    "NoAdapterConfig", "NormConfig", "Streams", "adapter_config", "config_from_dict",
+    "NoAdapterConfig", "NormConfig", "Streams", "adapter_config", "config_from_dict", "preset_settings",
 ]

@@ -355,6 +355,20 @@ PRESETS: dict[str, AdapterConfig] = {
 }
 
 
+def preset_settings(kind: str, preset: str) -> dict[str, Any]:
+    """The settings of adapter preset ``preset`` that adapter kind ``kind`` has (the one place presets are merged:
+    :func:`lavish.adapter_config` and ``lavish train --preset`` both start from it). AVISH takes none of the
+    latent-token ones (it has no latent tokens). ConfigError for an unknown preset."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(ADAPTERS[kind])}
+    settings = {k: v for k, v in dataclasses.asdict(PRESETS[preset]).items() if k in fields}
+    if kind == "avish":
+        settings.pop("num_latents", None)
+        settings.pop("formulation", None)
+    return settings
+
+
 def adapter_config(kind: str = "lavish", **overrides: Any) -> AdapterConfig:
     """Build the config of adapter ``kind`` with ``overrides``; unknown kind or field -> ConfigError."""
     if kind not in ADAPTERS:

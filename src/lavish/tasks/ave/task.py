@@ -333,53 +333,42 @@ class AveTask(Task):
     def demo(self, options: DemoOptions) -> int:
         """Synthetic AVE layout -> prepare -> train audio-visual LAVISH, vision only and audio only (Table 7's
         comparison) -> test accuracy table and bar plot -> predict one test clip with its timeline."""
-        from lavish.fileio import write_json
-        from lavish.tasks.ave.synthetic import make_synthetic_ave
-        from lavish.models.adapters import PRESETS
-        from lavish.engine.train import evaluate, load, train
+        from lavish.engine.demo import Demo
         from lavish.engine.plots import plot_bars
+        from lavish.fileio import write_json
+        from lavish.models.adapters import PRESETS
+        from lavish.tasks.ave.synthetic import make_synthetic_ave
 
-        if options.videos < 10:
-            raise ConfigError(f"videos={options.videos} is not valid: the demo needs at least 10 (train/val/test "
-                              "splits)")
-        start = time.monotonic()
-        backbone = options.backbone or self.demo_backbone
-        out = Path(options.out)
-        data, cache = out / "data", out / "cache"
-        print(f"[1/5] synthetic AVE-layout dataset: {options.videos} videos, {options.classes} classes -> {data}")
-        if not (data / "Annotations.txt").exists():
-            make_synthetic_ave(data, num_videos=options.videos, num_classes=options.classes, seed=options.seed,
-                               workers=options.workers)
-        self.demo_cache(data, cache, backbone, options, "2/5")
+        demo = Demo(self, options, steps=5, min_videos=10,
+                    why="the demo needs at least 10 (train/val/test splits)")
+        demo.dataset(f"synthetic AVE-layout dataset: {options.videos} videos, {options.classes} classes",
+                     "Annotations.txt", lambda data: make_synthetic_ave(
+                         data, num_videos=options.videos, num_classes=options.classes, seed=options.seed,
+                         workers=options.workers))
+        demo.prepare()
         rows = []
         for name, modalities in DEMO_VARIANTS.items():
-            run_dir = out / "runs" / modalities
-            print(f"[3/5] train {name} -> {run_dir}")
-            if not (run_dir / "results.json").exists():
-                model = AveModelConfig(backbone=backbone, adapter=PRESETS["ave"], modalities=modalities)
-                cfg = AveTrainConfig(epochs=options.epochs, batch_size=4, lr=1e-3, lr_head=1e-3,
-                                     patience=options.epochs, seed=options.seed)
-                train(self, cache, run_dir, model, cfg, pretrained=False, progress=options.progress, test=False)
-            result = evaluate(run_dir / "best.safetensors", cache, split="test", progress=False)
+            run_dir = demo.out / "runs" / modalities
+            adapter = demo.train(name, run_dir,
+                                 AveModelConfig(backbone=demo.backbone, adapter=PRESETS["ave"], modalities=modalities),
+                                 AveTrainConfig(epochs=options.epochs, batch_size=4, lr=1e-3, lr_head=1e-3,
+                                                patience=options.epochs, seed=options.seed))
+            result = demo.evaluate(adapter)
             val = json.loads((run_dir / "results.json").read_text())["best_val_acc"]
             rows.append((name, result["accuracy"], val))
         print("[4/5] test accuracy (segments, background included)")
         print(f"      {'model':<24} {'val acc':>8} {'test acc':>9}")
         for name, test_acc, val_acc in rows:
             print(f"      {name:<24} {val_acc:>8.3f} {test_acc:>9.3f}")
-        write_json(out / "results.json", {name: {"test_accuracy": t, "val_accuracy": v}
-                                                 for name, t, v in rows})
+        write_json(demo.out / "results.json", {name: {"test_accuracy": t, "val_accuracy": v} for name, t, v in rows})
         plot = plot_bars([r[0].split(" (")[0] for r in rows], [r[1] for r in rows], "Synthetic AVE: test accuracy",
-                         out / "demo.png")
-        _, model, meta = load(out / "runs" / "av" / "best.safetensors")
-        ds = CacheDataset(cache, "test")
-        video = data / "AVE" / f"{ds.items[ds.indices[0]]['video_id']}.mp4"
-        pred = self.predict(model, meta, video, plot=out / "timeline.png")
+                         demo.out / "demo.png")
+        _, model, meta = demo.load(demo.out / "runs" / "av" / "best.safetensors")
+        ds = CacheDataset(demo.cache, "test")
+        video = demo.data / "AVE" / f"{ds.items[ds.indices[0]]['video_id']}.mp4"
+        pred = self.predict(model, meta, video, plot=demo.out / "timeline.png")
         print(f"[5/5] predict {video}: " + " ".join(s["label"].split(" ")[0][:6] for s in pred["seconds"]))
-        print(f"plots: {plot}, {pred['plot']}; table: {out / 'results.json'}; "
-              f"{time.monotonic() - start:.0f} s in all")
-        print(self.real_run)
-        return 0
+        return demo.finish(f"plots: {plot}, {pred['plot']}; table: {demo.out / 'results.json'}")
 
 
 #: the demo's three runs (Table 7's comparison): name -> modalities

@@ -10,8 +10,8 @@ import numpy as np
 
 from lavish import fileio
 from lavish.data import cache
-from lavish.data.prepare import PrepareReport, open_cache, prepare_videos, run_jobs, write_failed
-from lavish.errors import DataError, LavishError, WriteError
+from lavish.data.prepare import PrepareReport, open_cache, prepare_videos, write_failed
+from lavish.errors import DataError
 
 
 AVQA_SPLITS = ("train", "val", "test")

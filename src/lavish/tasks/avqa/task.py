@@ -494,35 +494,30 @@ class AvqaTask(Task):
     def demo(self, options: DemoOptions) -> int:
         """Synthetic MUSIC-AVQA-layout data, prepare, train the micro backbone, evaluate per question type against
         the answer-prior baseline, ask one question."""
+        from lavish.engine.demo import Demo
         from lavish.fileio import write_json
-        from lavish.tasks.avqa.synthetic import make_synthetic_avqa
         from lavish.models.adapters import PRESETS
-        from lavish.engine.train import evaluate, load, train
+        from lavish.tasks.avqa.synthetic import make_synthetic_avqa
 
-        start = time.monotonic()
-        backbone = options.backbone or self.demo_backbone
-        out = Path(options.out)
-        data, cache, run_dir = out / "avqa-data", out / "avqa-cache", out / "runs" / "avqa"
-        print(f"[1/4] synthetic MUSIC-AVQA-layout dataset: {options.videos} videos -> {data}")
-        if not (data / "avqa-test.json").exists():
-            make_synthetic_avqa(data, num_videos=options.videos, seed=options.seed, workers=options.workers)
-        self.demo_cache(data, cache, backbone, options, "2/4")
-        print(f"[3/4] train {backbone} with LAVISH adapters -> {run_dir}")
-        if not (run_dir / "results.json").exists():
-            model = AvqaModelConfig(backbone=backbone, adapter=PRESETS["avqa_paper"])
-            cfg = AvqaTrainConfig(epochs=options.epochs, batch_size=8, lr=1e-3, lr_rule="constant",
-                                  step_size=options.epochs, patience=options.epochs, seed=options.seed)
-            train(self, cache, run_dir, model, cfg, pretrained=False, progress=options.progress, test=False)
-        result = evaluate(run_dir / "best.safetensors", cache, split="test", progress=False)
+        demo = Demo(self, options, steps=4, data="avqa-data", cache="avqa-cache")
+        demo.dataset(f"synthetic MUSIC-AVQA-layout dataset: {options.videos} videos", "avqa-test.json",
+                     lambda data: make_synthetic_avqa(data, num_videos=options.videos, seed=options.seed,
+                                                      workers=options.workers))
+        demo.prepare()
+        adapter = demo.train(f"{demo.backbone} with LAVISH adapters", demo.out / "runs" / "avqa",
+                             AvqaModelConfig(backbone=demo.backbone, adapter=PRESETS["avqa_paper"]),
+                             AvqaTrainConfig(epochs=options.epochs, batch_size=8, lr=1e-3, lr_rule="constant",
+                                             step_size=options.epochs, patience=options.epochs, seed=options.seed))
+        result = demo.evaluate(adapter)
         print(f"[4/4] test accuracy per question type ({result['questions']} questions) vs the answer prior "
               "(most frequent training answer per type)")
         print("\n".join("      " + line for line in format_table(result, result["prior"])))
-        write_json(out / "avqa-results.json", result)
-        _, model, meta = load(run_dir / "best.safetensors")
-        video = sorted((data / "videos").glob("*.mp4"))[0]
+        write_json(demo.out / "avqa-results.json", result)
+        _, model, meta = demo.load(adapter)
+        video = sorted((demo.data / "videos").glob("*.mp4"))[0]
         question = "How many instruments are sounding in the video?"
         best = ask(model, meta, video, question)["answers"][0]
         print(f"ask {video.name} {question!r}: {best['answer']} ({best['probability']:.2f})")
-        print(f"table: {out / 'avqa-results.json'}; {time.monotonic() - start:.0f} s in all")
-        print(self.real_run)
-        return 0
+        return demo.finish(f"table: {demo.out / 'avqa-results.json'}")
+
+

@@ -11,7 +11,7 @@ import numpy as np
 
 from lavish import fileio
 from lavish.data import cache
-from lavish.data.prepare import PrepareReport, open_cache, prepare_videos, run_jobs, write_failed
+from lavish.data.prepare import PrepareReport, open_cache, run_jobs, write_failed
 from lavish.errors import DataError, LavishError, WriteError
 
 

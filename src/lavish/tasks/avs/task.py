@@ -17,7 +17,6 @@ Where we differ from the authors, on purpose:
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,47 +241,38 @@ class AvsTask(Task):
         to the all-background and all-object baselines -> predict one clip."""
         from PIL import Image
 
-        from lavish.tasks.avs.layout import read_avs
+        from lavish.engine.demo import Demo
         from lavish.fileio import write_json
-        from lavish.tasks.avs.synthetic import make_synthetic_avs
         from lavish.media.decode import read_audio
         from lavish.media.writer import write_video
-        from lavish.engine.train import evaluate, load, train
+        from lavish.tasks.avs.layout import read_avs
+        from lavish.tasks.avs.synthetic import make_synthetic_avs
 
-        if options.videos < 12:
-            raise ConfigError(f"videos={options.videos} is not valid: the AVS demo needs at least 12")
-        start = time.monotonic()
-        backbone = options.backbone or self.demo_backbone
-        out = Path(options.out)
-        data, cache = out / "data", out / "cache"
-        print(f"[1/5] synthetic AVSBench-S4 dataset: {options.videos} clips -> {data}")
-        if not (data / "s4_meta_data.csv").exists():
-            make_synthetic_avs(data, num_videos=options.videos, num_classes=options.classes, seed=options.seed)
-        self.demo_cache(data, cache, backbone, options, "2/5")
-        run_dir = out / "runs" / "avs"
-        print(f"[3/5] train LAVISH + TPAVI ({backbone}) -> {run_dir}")
-        if not (run_dir / "results.json").exists():
-            model = AvsModelConfig(backbone=backbone, tpavi_stages=(0, 1, 2, 3), decoder_channels=64)
-            cfg = AvsTrainConfig(epochs=options.epochs, batch_size=4, lr=1e-3, patience=options.epochs,
-                                 seed=options.seed)
-            train(self, cache, run_dir, model, cfg, pretrained=False, progress=options.progress, test=False)
-        result = evaluate(run_dir / "best.safetensors", cache, split="test", progress=False)
+        demo = Demo(self, options, steps=5, min_videos=12, why="the AVS demo needs at least 12")
+        demo.dataset(f"synthetic AVSBench-S4 dataset: {options.videos} clips", "s4_meta_data.csv",
+                     lambda data: make_synthetic_avs(data, num_videos=options.videos, num_classes=options.classes,
+                                                     seed=options.seed))
+        demo.prepare()
+        run_dir = demo.out / "runs" / "avs"
+        adapter = demo.train(f"LAVISH + TPAVI ({demo.backbone})", run_dir,
+                             AvsModelConfig(backbone=demo.backbone, tpavi_stages=(0, 1, 2, 3), decoder_channels=64),
+                             AvsTrainConfig(epochs=options.epochs, batch_size=4, lr=1e-3, patience=options.epochs,
+                                            seed=options.seed))
+        result = demo.evaluate(adapter)
         rows = {"LAVISH (audio-visual)": {"miou": result["miou"], "fscore": result["fscore"]},
-                **baseline_scores(cache, backbone=backbone, split="test")}
+                **baseline_scores(demo.cache, backbone=demo.backbone, split="test")}
         print(f"[4/5] test split ({result['videos']} clips, {result['frames']} annotated frames)")
         print(f"      {'model':<24} {'mIoU':>7} {'F-score':>8}")
         for name, r in rows.items():
             print(f"      {name:<24} {r['miou']:>7.3f} {r['fscore']:>8.3f}")
-        write_json(out / "results.json", rows)
-        rec = next(r for r in read_avs(data, "s4") if r.split == "test")
+        write_json(demo.out / "results.json", rows)
+        rec = next(r for r in read_avs(demo.data, "s4") if r.split == "test")
         frames = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in rec.frames])
-        video = write_video(out / f"{rec.name}.mp4", np.repeat(frames, 4, axis=0), 4, read_audio(rec.audio))
-        _, model, meta = load(run_dir / "best.safetensors")
-        pred = self.predict(model, meta, video, out=out / "predict")
+        video = write_video(demo.out / f"{rec.name}.mp4", np.repeat(frames, 4, axis=0), 4, read_audio(rec.audio))
+        _, model, meta = demo.load(adapter)
+        pred = self.predict(model, meta, video, out=demo.out / "predict")
         print(f"[5/5] predict {video}: contact sheet {pred['sheet']}")
-        print(f"table: {out / 'results.json'}; {time.monotonic() - start:.0f} s in all")
-        print(self.real_run)
-        return 0
+        return demo.finish(f"table: {demo.out / 'results.json'}")
 
 
 def write_masks(masks: np.ndarray, frames: np.ndarray, out: Path, stem: str) -> dict:

@@ -309,50 +309,40 @@ class AvvpTask(Task):
     def demo(self, options: DemoOptions) -> int:
         """Synthetic LLP layout (events heard only, seen only, or both) -> prepare -> train audio-visual LAVISH and
         a vision-only baseline -> the benchmark's F1 table on the test split -> parse one test clip."""
-        from lavish.tasks.avvp.synthetic import make_synthetic_llp
+        from lavish.engine.demo import Demo
         from lavish.fileio import write_json
         from lavish.models.adapters import PRESETS
-        from lavish.engine.train import evaluate, load, train
+        from lavish.tasks.avvp.synthetic import make_synthetic_llp
 
-        if options.videos < 12:
-            raise ConfigError(f"videos={options.videos} is not valid: the demo needs at least 12 (train/val/test "
-                              "splits of 3 clips or more)")
-        start = time.monotonic()
-        backbone = options.backbone or self.demo_backbone
-        out = Path(options.out)
-        data, cache = out / "data", out / "cache"
-        print(f"[1/5] synthetic LLP-layout dataset: {options.videos} clips, {options.classes} classes -> {data}")
-        if not (data / "AVVP_train.csv").exists():
-            held_out = max(3, options.videos // 5)
-            make_synthetic_llp(data, num_train=options.videos - 2 * held_out, num_val=held_out, num_test=held_out,
-                               num_classes=options.classes, seed=options.seed, workers=options.workers,
-                               progress=options.progress)
-        self.demo_cache(data, cache, backbone, options, "2/5")
+        demo = Demo(self, options, steps=5, min_videos=12,
+                    why="the demo needs at least 12 (train/val/test splits of 3 clips or more)")
+        held_out = max(3, options.videos // 5)
+        demo.dataset(f"synthetic LLP-layout dataset: {options.videos} clips, {options.classes} classes",
+                     "AVVP_train.csv", lambda data: make_synthetic_llp(
+                         data, num_train=options.videos - 2 * held_out, num_val=held_out, num_test=held_out,
+                         num_classes=options.classes, seed=options.seed, workers=options.workers,
+                         progress=options.progress))
+        demo.prepare()
         rows = {}
         for name, modalities in DEMO_VARIANTS.items():
-            run_dir = out / "runs" / modalities
-            print(f"[3/5] train {name} -> {run_dir}")
-            if not (run_dir / "results.json").exists():
-                model = AvvpModelConfig(backbone=backbone, adapter=PRESETS["ave"], modalities=modalities)
-                cfg = AvvpTrainConfig(epochs=options.epochs, batch_size=4, lr=1e-3, lr_head=1e-3,
-                                      patience=options.epochs, seed=options.seed)
-                train(self, cache, run_dir, model, cfg, pretrained=False, progress=options.progress, test=False)
-            rows[name] = evaluate(run_dir / "best.safetensors", cache, split="test", progress=False)
+            adapter = demo.train(name, demo.out / "runs" / modalities,
+                                 AvvpModelConfig(backbone=demo.backbone, adapter=PRESETS["ave"], modalities=modalities),
+                                 AvvpTrainConfig(epochs=options.epochs, batch_size=4, lr=1e-3, lr_head=1e-3,
+                                                 patience=options.epochs, seed=options.seed))
+            rows[name] = demo.evaluate(adapter)
         print("[4/5] test F1 (%), segment level")
         print(f"      {'model':<24} {'audio':>7} {'visual':>7} {'AV':>7} {'Type@AV':>8} {'event Type@AV':>14}")
         for name, r in rows.items():
             print(f"      {name:<24} {r['seg_audio']:>7.1f} {r['seg_visual']:>7.1f} {r['seg_av']:>7.1f} "
                   f"{r['seg_type_av']:>8.1f} {r['event_type_av']:>14.1f}")
-        write_json(out / "results.json", rows)
-        _, model, meta = load(out / "runs" / "av" / "best.safetensors")
-        ds = AvvpCacheDataset(cache, "test")
-        video = data / "LLP_dataset" / "video" / f"{ds.items[ds.indices[0]]['video_id']}.mp4"
-        pred = self.predict(model, meta, video, plot=out / "timeline.png")
+        write_json(demo.out / "results.json", rows)
+        _, model, meta = demo.load(demo.out / "runs" / "av" / "best.safetensors")
+        ds = AvvpCacheDataset(demo.cache, "test")
+        video = demo.data / "LLP_dataset" / "video" / f"{ds.items[ds.indices[0]]['video_id']}.mp4"
+        pred = self.predict(model, meta, video, plot=demo.out / "timeline.png")
         events = "; ".join(f"{e['label']} {e['modality']} {e['onset']}-{e['offset']} s" for e in pred["events"])
         print(f"[5/5] predict {video}: {events or 'no event'}")
-        print(f"plot: {pred['plot']}; table: {out / 'results.json'}; {time.monotonic() - start:.0f} s in all")
-        print(self.real_run)
-        return 0
+        return demo.finish(f"plot: {pred['plot']}; table: {demo.out / 'results.json'}")
 
 
 #: the demo's two runs: name -> modalities
