@@ -9,7 +9,7 @@ import torch
 
 from lavish.cli.main import main
 from lavish.errors import ConfigError, DataError
-from lavish.tasks.ave.task import AveDataModule
+from lavish.tasks.ave.dataset import AveDataModule
 from lavish.bench.loader import loading_table, measure_loading
 
 MICRO = "lavish_vit_micro_patch8_64"

@@ -9,7 +9,7 @@ import pytest
 from torch.utils.data import DistributedSampler
 
 from lavish.errors import DataError
-from lavish.tasks.ave.task import AveDataModule
+from lavish.tasks.ave.dataset import AveDataModule
 from lavish.engine.runner import ShardSampler
 
 MICRO = "lavish_vit_micro_patch8_64"

@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 from ave_layout import write_mp4
 from lavish.cli.main import main
 from lavish.tasks.avqa.model import AvqaOutput
-from lavish.tasks.ave.task import AveEvaluation
-from lavish.tasks.avs.task import AvsEvaluation
+from lavish.tasks.ave.metrics import AveEvaluation
+from lavish.tasks.avs.metrics import AvsEvaluation
 
 MICRO = "lavish_vit_micro_patch8_64"
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lavish.tasks.avqa.model import AvqaOutput
-from lavish.tasks.ave.task import ave_loss
+from lavish.tasks.ave.model import ave_loss
 from lavish.tasks.avqa.task import IGNORE, avqa_loss
 
 LN = math.log

@@ -22,7 +22,7 @@ from ave_layout import ROWS, SPLITS, make_layout  # tests/tasks/ave, on the path
 from lavish.cli.main import main
 from lavish.data.cache import AveCacheDataset
 from lavish.errors import LavishError
-from lavish.tasks.ave.task import collate
+from lavish.tasks.ave.dataset import collate
 from lavish.engine.module import TaskModule
 from lavish.engine.runner import NonFiniteLoss
 from lavish.engine.resume import read_checkpoint_file

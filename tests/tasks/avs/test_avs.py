@@ -14,9 +14,11 @@ from lavish.tasks.avs.synthetic import make_synthetic_avs
 from lavish.media.audio import get_frontend
 from lavish.media.frames import normalize_frames
 from lavish.tasks.avs.model import AvsModelConfig
-from lavish.tasks.avs.task import AvsCacheDataset, AvsTrainConfig, avs_loss, baseline_scores, collate
+from lavish.tasks.avs.dataset import AvsCacheDataset, collate
+from lavish.tasks.avs.model import avs_loss
+from lavish.tasks.avs.task import AvsTrainConfig
 from lavish.engine.train import evaluate, load, train
-from lavish.tasks.avs.metrics import frame_iou, video_fscore
+from lavish.tasks.avs.metrics import baseline_scores, frame_iou, video_fscore
 
 MICRO = "lavish_swinv2_micro_window4_64"
 

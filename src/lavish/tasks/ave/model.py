@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lavish.errors import ConfigError
@@ -93,3 +94,20 @@ class AveModel(nn.Module):
 
     def forward(self, audio, frames, extra=None) -> torch.Tensor:
         return self.head(self.features(audio, frames, extra))
+
+
+def ave_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """BCE(softmax(logits), one-hot(labels)), mean over all entries (the authors' loss), in float32.
+
+    logits: (B, T, K), labels: (B, T) int64. A non-finite logit makes the loss NaN (``binary_cross_entropy``
+    would raise on a NaN probability instead): the training step reports it with its step number.
+    """
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        logits = logits.float()
+        probs = logits.softmax(-1)
+        # one-hot by comparison, not F.one_hot: that reads the labels' min and max on the host (two syncs a step,
+        # which keep a step from being captured whole); labels come from a validated cache
+        target = (labels.unsqueeze(-1) == torch.arange(logits.shape[-1], device=labels.device)).float()
+        # exactly 0 for finite logits, NaN otherwise; NaN probabilities are replaced so that BCE does not raise
+        poison = logits.sum() * 0.0
+        return F.binary_cross_entropy(torch.nan_to_num(probs, nan=0.5), target) + poison

@@ -24,25 +24,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import Dataset
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torchmetrics.classification import MulticlassAccuracy
 
-from lavish.data.cache import EXTRA_AUDIO, CacheDataset
+from lavish.data.cache import CacheDataset
 from lavish.tasks.ave.prepare import prepare_ave
 from lavish.errors import ConfigError, DataError
 from lavish.media.frames import normalize_frames
-from lavish.tasks.ave.model import EXTRA_FROM_CACHE, AveModel, AveModelConfig
 from lavish.engine.module import TaskModule, head_and_adapter_groups
-from lavish.engine.task import DemoOptions, Evaluation, Option, Task, TrainResult
-from lavish.engine.runner import SplitDataModule, TrainConfig
+from lavish.engine.runner import TrainConfig
+from lavish.engine.task import DemoOptions, Option, Task, TrainResult
+from lavish.tasks.ave.dataset import AveDataModule
+from lavish.tasks.ave.metrics import AveEvaluation
+from lavish.tasks.ave.model import EXTRA_FROM_CACHE, AveModel, AveModelConfig, ave_loss
 
 
 @dataclass
@@ -54,109 +53,6 @@ class AveTrainConfig(TrainConfig):
     lr: float = 5e-5
     """learning rate of the adapters (and any other trainable part but the head)"""
     lr_head: float = 4e-6
-
-
-class WithExtraFeatures(Dataset):
-    """Adds ``extra`` (T, E) float32 per item from the cache's ``extra_audio.npy`` (items, T, E) (Table 8)."""
-
-    def __init__(self, base: CacheDataset, features: np.ndarray) -> None:
-        self.base, self.features = base, features
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int) -> dict:
-        item = self.base[i]
-        item["extra"] = torch.from_numpy(np.array(self.features[item["index"]], dtype=np.float32))
-        return item
-
-
-def collate(items: list[dict]) -> dict:
-    out = {k: torch.stack([it[k] for it in items]) for k in ("frames", "audio", "labels")}
-    if "extra" in items[0]:
-        out["extra"] = torch.stack([it["extra"] for it in items])
-    out["video_id"] = [it["video_id"] for it in items]
-    return out
-
-
-def read_cache_extra(cache_dir: Path) -> np.ndarray | None:
-    """The cache's extra per-second audio features (items, T, E), memory-mapped; None if it has none."""
-    path = Path(cache_dir) / EXTRA_AUDIO
-    if not path.exists():
-        return None
-    try:
-        return np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: unreadable ({err}); prepare the cache again") from None
-
-
-class AveDataModule(SplitDataModule):
-    """Train / val / test splits of a prepared AVE cache; ``extra=True`` adds the cache's extra features."""
-
-    TASK, COLLATE = "ave", collate
-
-    def __init__(self, cache_dir: str | Path, *, backbone: str, batch_size: int = 2, seed: int = 0,
-                 num_workers: int = 0, extra: bool = False) -> None:
-        super().__init__(cache_dir, backbone=backbone, batch_size=batch_size, seed=seed, num_workers=num_workers)
-        self.extra = read_cache_extra(self.cache_dir) if extra else None
-        if extra and self.extra is None:
-            raise DataError(f"{self.cache_dir}: the cache holds no extra audio features; prepare it with "
-                            "`lavish prepare ave --extra-audio-features FILE.h5` (Table 8)")
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.manifest["classes"])
-
-    @property
-    def extra_dim(self) -> int:
-        return 0 if self.extra is None else int(self.extra.shape[-1])
-
-    def make_dataset(self, split: str) -> Dataset:
-        ds = CacheDataset(self.cache_dir, split)
-        return ds if self.extra is None else WithExtraFeatures(ds, self.extra)
-
-
-def ave_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """BCE(softmax(logits), one-hot(labels)), mean over all entries (the authors' loss), in float32.
-
-    logits: (B, T, K), labels: (B, T) int64. A non-finite logit makes the loss NaN (``binary_cross_entropy``
-    would raise on a NaN probability instead): the training step reports it with its step number.
-    """
-    with torch.autocast(device_type=logits.device.type, enabled=False):
-        logits = logits.float()
-        probs = logits.softmax(-1)
-        # one-hot by comparison, not F.one_hot: that reads the labels' min and max on the host (two syncs a step,
-        # which keep a step from being captured whole); labels come from a validated cache
-        target = (labels.unsqueeze(-1) == torch.arange(logits.shape[-1], device=labels.device)).float()
-        # exactly 0 for finite logits, NaN otherwise; NaN probabilities are replaced so that BCE does not raise
-        poison = logits.sum() * 0.0
-        return F.binary_cross_entropy(torch.nan_to_num(probs, nan=0.5), target) + poison
-
-
-class AveEvaluation(Evaluation):
-    """Segment accuracy (background included), per-class accuracy and the confusion matrix."""
-
-    def __init__(self, classes: list[str], split: str, confusion_png: str | Path | None) -> None:
-        self.classes, self.split, self.png = classes, split, confusion_png
-        # rank 0 alone evaluates after DDP: no synchronisation
-        self.confusion = MulticlassConfusionMatrix(len(classes), sync_on_compute=False)
-
-    def update(self, logits: torch.Tensor, batch: dict) -> None:
-        self.confusion.update(logits.argmax(-1).flatten(), batch["labels"].flatten())
-
-    def result(self) -> dict:
-        cm = self.confusion.compute().numpy()
-        total = cm.sum()
-        k = len(self.classes)
-        per_class = {self.classes[i]: (float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None) for i in range(k)}
-        result = {"split": self.split, "segments": int(total),
-                  "accuracy": float(np.trace(cm) / total) if total else 0.0,
-                  "per_class": per_class, "confusion": cm.tolist(), "classes": self.classes}
-        if self.png is not None:
-            from lavish.engine.plots import plot_confusion
-
-            result["confusion_png"] = str(plot_confusion(cm, self.classes, self.png))
-        return result
 
 
 class AveTask(Task):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass

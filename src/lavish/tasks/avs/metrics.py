@@ -17,8 +17,14 @@ functions; the Metric classes only sum per-video scores (so they are correct und
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+from torch.utils.data import DataLoader
 from torchmetrics import Metric
+
+from lavish.engine.task import Evaluation
+from lavish.tasks.avs.dataset import AvsDataModule, collate
 
 IOU_EPS = 1e-7
 F_BETA2 = 0.3
@@ -92,3 +98,33 @@ class AvsFScore(_PerVideoMean):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(video_fscore, **kwargs)
+
+
+class AvsEvaluation(Evaluation):
+    """The benchmark's mIoU and F-score (per-video means, see :mod:`lavish.tasks.avs.metrics`)."""
+
+    def __init__(self, split: str, subset: str, videos: int) -> None:
+        self.split, self.subset, self.videos, self.frames = split, subset, videos, 0
+        # rank 0 alone evaluates after DDP: no synchronisation
+        self.miou, self.fscore = AvsMIoU(sync_on_compute=False), AvsFScore(sync_on_compute=False)
+
+    def update(self, logits: torch.Tensor, batch: dict) -> None:
+        self.miou.update(logits, batch["masks"], batch["annotated"])
+        self.fscore.update(logits, batch["masks"], batch["annotated"])
+        self.frames += int(batch["annotated"].sum())
+
+    def result(self) -> dict:
+        return {"split": self.split, "subset": self.subset, "videos": self.videos, "frames": self.frames,
+                "miou": float(self.miou.compute()), "fscore": float(self.fscore.compute())}
+
+
+def baseline_scores(data: str | Path, *, backbone: str, split: str = "test") -> dict:
+    """mIoU / F-score of the trivial predictions on a split: every pixel background, every pixel object."""
+    dm = AvsDataModule(data, backbone=backbone, batch_size=1)
+    out = {}
+    for name, value in (("all background", -20.0), ("all object", 20.0)):
+        ev = AvsEvaluation(split, dm.subset, len(dm.dataset(split)))
+        for batch in DataLoader(dm.dataset(split), batch_size=4, collate_fn=collate):
+            ev.update(torch.full(batch["masks"].shape, value), batch)
+        out[name] = {k: ev.result()[k] for k in ("miou", "fscore")}
+    return out

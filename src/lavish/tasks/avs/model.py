@@ -215,3 +215,12 @@ class AvsModel(nn.Module):
         if tuple(logits.shape[-2:]) != self.config.mask_size:
             logits = F.interpolate(logits, size=self.config.mask_size, mode="bilinear", align_corners=False)
         return logits.view(b, t, *self.config.mask_size)
+
+
+def avs_loss(logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
+    """Mean BCE over the pixels of the annotated frames, in float32.
+
+    logits: (B, T, H, W); masks: (B, T, H, W) 0/1; annotated: (B, T) bool.
+    """
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        return F.binary_cross_entropy_with_logits(logits[annotated].float(), masks[annotated].float())

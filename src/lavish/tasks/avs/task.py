@@ -22,17 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
-from lavish.data.cache import CacheDataset, read_json
-from lavish.tasks.avs.prepare import AVS_INFO, prepare_avs
-from lavish.errors import ConfigError, DataError
+from lavish.engine.runner import TrainConfig
+from lavish.engine.task import DemoOptions, Option, Task, TrainResult
+from lavish.errors import DataError
 from lavish.media.frames import normalize_frames
-from lavish.tasks.avs.model import TPAVI_PRESETS, AvsModel, AvsModelConfig
-from lavish.tasks.avs.metrics import AvsFScore, AvsMIoU
-from lavish.engine.task import DemoOptions, Evaluation, Option, Task, TrainResult
-from lavish.engine.runner import SplitDataModule, TrainConfig
+from lavish.tasks.avs.dataset import AvsDataModule
+from lavish.tasks.avs.metrics import AvsEvaluation, AvsFScore, AvsMIoU, baseline_scores
+from lavish.tasks.avs.model import TPAVI_PRESETS, AvsModel, AvsModelConfig, avs_loss
+from lavish.tasks.avs.plots import write_masks
+from lavish.tasks.avs.prepare import prepare_avs
 
 
 @dataclass
@@ -43,85 +42,6 @@ class AvsTrainConfig(TrainConfig):
     batch_size: int = 4
     lr: float = 1e-4
     seed: int = 123
-
-
-class AvsCacheDataset(CacheDataset):
-    """One split of a prepared AVS cache: the AVE item plus ``masks`` uint8 (T, H_m, W_m) and ``annotated``
-    bool (T,) (the cache's labels are the annotation flags)."""
-
-    def __getitem__(self, i: int) -> dict:
-        item = super().__getitem__(i)
-        path = self.cache_dir / "masks" / f"{item['video_id']}.npy"
-        try:
-            item["masks"] = torch.from_numpy(np.array(np.load(path, mmap_mode="r"), dtype=np.uint8))
-        except (OSError, ValueError) as err:
-            raise DataError(f"{path}: unreadable mask array ({err}); rerun `lavish prepare avs`") from None
-        item["annotated"] = item.pop("labels").bool()
-        return item
-
-
-def collate(items: list[dict]) -> dict:
-    out = {k: torch.stack([it[k] for it in items]) for k in ("frames", "audio", "masks", "annotated")}
-    out["video_id"] = [it["video_id"] for it in items]
-    return out
-
-
-class AvsDataModule(SplitDataModule):
-    """Train / val / test splits of a prepared AVS cache."""
-
-    TASK, COLLATE, ITEMS = "avs", collate, "prepared clips"
-
-    def __init__(self, cache_dir: str | Path, *, backbone: str, batch_size: int = 4, seed: int = 0,
-                 num_workers: int = 0, subset: str | None = None) -> None:
-        info_path = Path(cache_dir) / AVS_INFO
-        if subset is not None and info_path.exists() and read_json(info_path).get("subset") != subset:
-            raise ConfigError(f"{cache_dir}: cache holds AVSBench {read_json(info_path).get('subset')}, not "
-                              f"--subset {subset}")
-        super().__init__(cache_dir, backbone=backbone, batch_size=batch_size, seed=seed, num_workers=num_workers)
-        info = read_json(info_path)
-        self.subset, self.mask_size = str(info["subset"]), tuple(int(v) for v in info["mask_size"])
-
-    def make_dataset(self, split: str) -> AvsCacheDataset:
-        return AvsCacheDataset(self.cache_dir, split)
-
-
-def avs_loss(logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
-    """Mean BCE over the pixels of the annotated frames, in float32.
-
-    logits: (B, T, H, W); masks: (B, T, H, W) 0/1; annotated: (B, T) bool.
-    """
-    with torch.autocast(device_type=logits.device.type, enabled=False):
-        return F.binary_cross_entropy_with_logits(logits[annotated].float(), masks[annotated].float())
-
-
-class AvsEvaluation(Evaluation):
-    """The benchmark's mIoU and F-score (per-video means, see :mod:`lavish.tasks.avs.metrics`)."""
-
-    def __init__(self, split: str, subset: str, videos: int) -> None:
-        self.split, self.subset, self.videos, self.frames = split, subset, videos, 0
-        # rank 0 alone evaluates after DDP: no synchronisation
-        self.miou, self.fscore = AvsMIoU(sync_on_compute=False), AvsFScore(sync_on_compute=False)
-
-    def update(self, logits: torch.Tensor, batch: dict) -> None:
-        self.miou.update(logits, batch["masks"], batch["annotated"])
-        self.fscore.update(logits, batch["masks"], batch["annotated"])
-        self.frames += int(batch["annotated"].sum())
-
-    def result(self) -> dict:
-        return {"split": self.split, "subset": self.subset, "videos": self.videos, "frames": self.frames,
-                "miou": float(self.miou.compute()), "fscore": float(self.fscore.compute())}
-
-
-def baseline_scores(data: str | Path, *, backbone: str, split: str = "test") -> dict:
-    """mIoU / F-score of the trivial predictions on a split: every pixel background, every pixel object."""
-    dm = AvsDataModule(data, backbone=backbone, batch_size=1)
-    out = {}
-    for name, value in (("all background", -20.0), ("all object", 20.0)):
-        ev = AvsEvaluation(split, dm.subset, len(dm.dataset(split)))
-        for batch in DataLoader(dm.dataset(split), batch_size=4, collate_fn=collate):
-            ev.update(torch.full(batch["masks"].shape, value), batch)
-        out[name] = {k: ev.result()[k] for k in ("miou", "fscore")}
-    return out
 
 
 class AvsTask(Task):
@@ -275,33 +195,3 @@ class AvsTask(Task):
         return demo.finish(f"table: {demo.out / 'results.json'}")
 
 
-def write_masks(masks: np.ndarray, frames: np.ndarray, out: Path, stem: str) -> dict:
-    """Mask PNGs (0/255) and a contact sheet (frames with the masks in red) under ``out``: {masks, sheet}.
-
-    masks: (T, H_m, W_m) bool; frames: (T, H, W, 3) uint8."""
-    from PIL import Image
-
-    from lavish.fileio import write_bytes
-
-    h, w = masks.shape[-2:]
-    written, tiles = [], []
-    for k, (mask, frame) in enumerate(zip(masks, frames)):
-        target = out / f"{stem}_{k + 1}.png"
-        write_bytes(target, _png((mask * 255).astype(np.uint8)))
-        written.append(str(target))
-        tile = np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR), dtype=np.float32)
-        tile[mask] = 0.45 * tile[mask] + 0.55 * np.array([255.0, 0.0, 0.0])
-        tiles.append(tile.astype(np.uint8))
-    sheet = out / f"{stem}_sheet.png"
-    write_bytes(sheet, _png(np.concatenate(tiles, axis=1)))
-    return {"masks": written, "sheet": str(sheet)}
-
-
-def _png(array: np.ndarray) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()

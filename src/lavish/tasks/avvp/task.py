@@ -25,7 +25,6 @@ Where we differ from the benchmark, on purpose:
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
