@@ -18,7 +18,7 @@ from lavish.tasks.avvp.layout import CLASSES
 from lavish.tasks.avvp.synthetic import make_synthetic_llp
 from lavish.media.frames import normalize_frames
 from lavish.media.writer import write_video
-from lavish.tasks.avvp.task import AvvpF1
+from lavish.tasks.avvp.metrics import AvvpF1
 from lavish.tasks.avvp.metrics import METRIC_KEYS, AvvpMetrics
 
 MICRO = "lavish_vit_micro_patch8_64"

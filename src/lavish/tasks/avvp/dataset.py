@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 from lavish.data.cache import LABELS, VIDEO_LABELS, CacheDataset
+from lavish.engine.runner import SplitDataModule
 from lavish.errors import DataError
+
 
 
 class AvvpCacheDataset(CacheDataset):
@@ -43,3 +45,23 @@ class AvvpCacheDataset(CacheDataset):
         item["labels"] = torch.from_numpy(np.array(self.video_labels[item["index"]], dtype=np.float32))
         item["audio_labels"], item["visual_labels"] = per_second[0], per_second[1]
         return item
+
+
+def collate(items: list[dict]) -> dict:
+    out = {k: torch.stack([it[k] for it in items])
+           for k in ("frames", "audio", "labels", "audio_labels", "visual_labels")}
+    out["video_id"] = [it["video_id"] for it in items]
+    return out
+
+
+class AvvpDataModule(SplitDataModule):
+    """Train / val / test splits of a prepared LLP cache (``lavish prepare avvp``)."""
+
+    TASK, COLLATE = "avvp", collate
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.manifest["classes"])
+
+    def make_dataset(self, split: str) -> AvvpCacheDataset:
+        return AvvpCacheDataset(self.cache_dir, split)

@@ -36,6 +36,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+from torchmetrics import Metric
+
+from lavish.engine.task import Evaluation
 
 THRESHOLD = 0.5
 """per-segment and video-level probabilities >= this count as positive (the benchmark's ``>= 0.5``)"""
@@ -186,3 +190,63 @@ class AvvpMetrics:
     def compute(self) -> dict[str, float]:
         """The ten numbers (:data:`METRIC_KEYS`) in percent; NaN when no clip was seen."""
         return summarize(self.per_clip)
+
+
+class AvvpF1(Metric):
+    """One of the benchmark's ten numbers (``key`` of :data:`METRIC_KEYS`) as a torchmetrics Metric for the
+    validation epoch: sums of the per-clip F values (:data:`CLIP_KEYS`) and the number of clips, summed over
+    processes (so exact under DDP with the unpadded evaluation sampler), then :func:`summarize` of their means.
+    Clips without per-second labels (train, weak labels only) are not counted."""
+
+    full_state_update = False
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        if key not in METRIC_KEYS:
+            raise ValueError(f"unknown AVVP metric {key!r}")
+        self.key = key
+        self.add_state("total", torch.zeros(len(CLIP_KEYS), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("clips", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, out, batch: dict) -> None:  # type: ignore[override]
+        arrays = [x.detach().float().cpu().numpy() for x in (out.audio_prob, out.visual_prob, out.global_prob)]
+        audio_gt, visual_gt = batch["audio_labels"].cpu().numpy(), batch["visual_labels"].cpu().numpy()
+        for i in range(len(audio_gt)):
+            if (audio_gt[i] < 0).any():  # a weakly labelled clip
+                continue
+            scores = clip_scores(*clip_predictions(arrays[0][i], arrays[1][i], arrays[2][i]), audio_gt[i],
+                                 visual_gt[i])
+            self.total += torch.tensor([scores[k] for k in CLIP_KEYS], dtype=torch.float64, device=self.total.device)
+            self.clips += 1
+
+    def compute(self) -> torch.Tensor:
+        if not self.clips:
+            return torch.tensor(float("nan"))
+        return torch.tensor(summarize((self.total / self.clips).cpu().numpy()[None])[self.key], dtype=torch.float32)
+
+
+class AvvpEvaluation(Evaluation):
+    """The benchmark's ten numbers over a split, plus the number of clips."""
+
+    def __init__(self, split: str) -> None:
+        self.split = split
+        self.metrics = AvvpMetrics()
+
+    def update(self, out, batch: dict) -> None:
+        self.metrics.update(out.audio_prob, out.visual_prob, out.global_prob, batch["audio_labels"],
+                            batch["visual_labels"])
+
+    def result(self) -> dict:
+        return {"split": self.split, "clips": self.metrics.num_clips, **self.metrics.compute()}
+
+
+#: (result key, title) of the eval table: rows segment / event, columns audio, visual, AV, Type@AV, Event@AV
+TABLE_COLUMNS = (("audio", "audio"), ("visual", "visual"), ("av", "audio-visual"), ("type_av", "Type@AV"),
+                 ("event_av", "Event@AV"))
+
+
+def format_table(result: dict) -> list[str]:
+    head = f"  {'level':<8}" + "".join(f"{title:>14}" for _, title in TABLE_COLUMNS)
+    rows = [f"  {level:<8}" + "".join(f"{result[f'{prefix}_{key}']:>14.2f}" for key, _ in TABLE_COLUMNS)
+            for level, prefix in (("segment", "seg"), ("event", "event"))]
+    return [head, *rows]

@@ -31,18 +31,17 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from torchmetrics import Metric
 
-from lavish.tasks.avvp.dataset import AvvpCacheDataset
-from lavish.tasks.avvp.prepare import prepare_avvp
+from lavish.engine.module import TaskModule, head_and_adapter_groups
+from lavish.engine.runner import TrainConfig
+from lavish.engine.task import DemoOptions, Option, Task, TrainResult
 from lavish.errors import ConfigError
 from lavish.media.frames import normalize_frames
+from lavish.tasks.avvp.dataset import AvvpCacheDataset, AvvpDataModule
+from lavish.tasks.avvp.metrics import (THRESHOLD, AvvpEvaluation, AvvpF1, clip_predictions, extract_events,
+                                      format_table)
 from lavish.tasks.avvp.model import AvvpModel, AvvpModelConfig, avvp_loss
-from lavish.tasks.avvp.metrics import (CLIP_KEYS, METRIC_KEYS, THRESHOLD, AvvpMetrics, clip_predictions, clip_scores,
-                                      extract_events, summarize)
-from lavish.engine.module import TaskModule, head_and_adapter_groups
-from lavish.engine.task import DemoOptions, Evaluation, Option, Task, TrainResult
-from lavish.engine.runner import SplitDataModule, TrainConfig
+from lavish.tasks.avvp.prepare import prepare_avvp
 
 
 @dataclass
@@ -68,86 +67,6 @@ class AvvpTrainConfig(TrainConfig):
             raise ConfigError(f"step-size={self.step_size!r} is not valid: it must be a positive integer")
         if not (isinstance(self.gamma, (int, float)) and 0 < self.gamma <= 1):
             raise ConfigError(f"gamma={self.gamma!r} is not valid: it must be in (0, 1]")
-
-
-def collate(items: list[dict]) -> dict:
-    out = {k: torch.stack([it[k] for it in items])
-           for k in ("frames", "audio", "labels", "audio_labels", "visual_labels")}
-    out["video_id"] = [it["video_id"] for it in items]
-    return out
-
-
-class AvvpDataModule(SplitDataModule):
-    """Train / val / test splits of a prepared LLP cache (``lavish prepare avvp``)."""
-
-    TASK, COLLATE = "avvp", collate
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.manifest["classes"])
-
-    def make_dataset(self, split: str) -> AvvpCacheDataset:
-        return AvvpCacheDataset(self.cache_dir, split)
-
-
-class AvvpF1(Metric):
-    """One of the benchmark's ten numbers (``key`` of :data:`METRIC_KEYS`) as a torchmetrics Metric for the
-    validation epoch: sums of the per-clip F values (:data:`CLIP_KEYS`) and the number of clips, summed over
-    processes (so exact under DDP with the unpadded evaluation sampler), then :func:`summarize` of their means.
-    Clips without per-second labels (train, weak labels only) are not counted."""
-
-    full_state_update = False
-
-    def __init__(self, key: str) -> None:
-        super().__init__()
-        if key not in METRIC_KEYS:
-            raise ValueError(f"unknown AVVP metric {key!r}")
-        self.key = key
-        self.add_state("total", torch.zeros(len(CLIP_KEYS), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("clips", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-
-    def update(self, out, batch: dict) -> None:  # type: ignore[override]
-        arrays = [x.detach().float().cpu().numpy() for x in (out.audio_prob, out.visual_prob, out.global_prob)]
-        audio_gt, visual_gt = batch["audio_labels"].cpu().numpy(), batch["visual_labels"].cpu().numpy()
-        for i in range(len(audio_gt)):
-            if (audio_gt[i] < 0).any():  # a weakly labelled clip
-                continue
-            scores = clip_scores(*clip_predictions(arrays[0][i], arrays[1][i], arrays[2][i]), audio_gt[i],
-                                 visual_gt[i])
-            self.total += torch.tensor([scores[k] for k in CLIP_KEYS], dtype=torch.float64, device=self.total.device)
-            self.clips += 1
-
-    def compute(self) -> torch.Tensor:
-        if not self.clips:
-            return torch.tensor(float("nan"))
-        return torch.tensor(summarize((self.total / self.clips).cpu().numpy()[None])[self.key], dtype=torch.float32)
-
-
-class AvvpEvaluation(Evaluation):
-    """The benchmark's ten numbers over a split, plus the number of clips."""
-
-    def __init__(self, split: str) -> None:
-        self.split = split
-        self.metrics = AvvpMetrics()
-
-    def update(self, out, batch: dict) -> None:
-        self.metrics.update(out.audio_prob, out.visual_prob, out.global_prob, batch["audio_labels"],
-                            batch["visual_labels"])
-
-    def result(self) -> dict:
-        return {"split": self.split, "clips": self.metrics.num_clips, **self.metrics.compute()}
-
-
-#: (result key, title) of the eval table: rows segment / event, columns audio, visual, AV, Type@AV, Event@AV
-TABLE_COLUMNS = (("audio", "audio"), ("visual", "visual"), ("av", "audio-visual"), ("type_av", "Type@AV"),
-                 ("event_av", "Event@AV"))
-
-
-def format_table(result: dict) -> list[str]:
-    head = f"  {'level':<8}" + "".join(f"{title:>14}" for _, title in TABLE_COLUMNS)
-    rows = [f"  {level:<8}" + "".join(f"{result[f'{prefix}_{key}']:>14.2f}" for key, _ in TABLE_COLUMNS)
-            for level, prefix in (("segment", "seg"), ("event", "event"))]
-    return [head, *rows]
 
 
 class AvvpTask(Task):
