@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks" / "avqa"))
 from avqa_layout import MICRO, make_avqa_layout, prepare_avqa_cache  # noqa: E402
 from lavish.cli.main import main  # noqa: E402
 from lavish.tasks.avqa import layout as avqa  # noqa: E402
-from lavish.tasks.avqa.task import answer_prior, avqa_scores, format_table, prior_predictions  # noqa: E402
+from lavish.tasks.avqa.metrics import answer_prior, avqa_scores, format_table, prior_predictions  # noqa: E402
 
 MUSIC_AVQA = Path(__file__).resolve().parents[1] / "fixtures" / "music-avqa"  # real files, README there
 
@@ -58,7 +58,7 @@ def adapter_file(tmp_path_factory):
     from lavish.models.adapters import PRESETS
     from lavish.tasks.avqa.model import AvqaModel, AvqaModelConfig
     from lavish.models.weights import save_adapter
-    from lavish.tasks.avqa.task import Vocabularies, split_records
+    from lavish.tasks.avqa.dataset import Vocabularies, split_records
 
     root = tmp_path_factory.mktemp("avqa_cli")
     cache = prepare_avqa_cache(make_avqa_layout(root / "data"), root / "cache")

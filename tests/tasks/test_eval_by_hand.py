@@ -175,7 +175,7 @@ def avqa_cache(tmp_path_factory):
 
 
 def test_avqa_evaluation_per_type_by_hand(avqa_cache):
-    from lavish.tasks.avqa.task import AvqaDataModule, collate
+    from lavish.tasks.avqa.dataset import AvqaDataModule, collate
     from lavish.engine.registry import get_task
 
     dm = AvqaDataModule(avqa_cache, backbone=MICRO)

@@ -14,7 +14,8 @@ import torch
 
 from lavish.tasks.avqa.model import AvqaOutput
 from lavish.tasks.ave.model import ave_loss
-from lavish.tasks.avqa.task import IGNORE, avqa_loss
+from lavish.tasks.avqa.dataset import IGNORE
+from lavish.tasks.avqa.model import avqa_loss
 
 LN = math.log
 

@@ -20,14 +20,19 @@ from pathlib import Path
 from lavish.engine.registry import TASKS
 
 
+def _defaults(key: str) -> str:
+    """Each task's demo default of ``key`` ("videos", "epochs"), as help text."""
+    return ", ".join(f"{task.name} {task.demo_defaults[key]}" for task in TASKS.values())
+
+
 def register(sub) -> None:
     p = sub.add_parser("demo", help="a task end to end on synthetic data: generate, prepare, train, evaluate, predict",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", nargs="?", default="ave", choices=list(TASKS), help="which task to demo (default: %(default)s)")
     p.add_argument("--out", default="lavish-demo", help="folder for everything the demo writes (default: %(default)s)")
-    p.add_argument("--videos", type=int, help="synthetic videos (default: the task's, 48; AVVP 80)")
+    p.add_argument("--videos", type=int, help="synthetic videos (default: the task's: " + _defaults("videos") + ")")
     p.add_argument("--classes", type=int, default=4, help="event classes (default: %(default)s)")
-    p.add_argument("--epochs", type=int, help="epochs per run (default: the task's, 6; AVVP 12)")
+    p.add_argument("--epochs", type=int, help="epochs per run (default: the task's: " + _defaults("epochs") + ")")
     p.add_argument("--backbone", help="backbone (default: the task's micro backbone)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes to generate and prepare data")

@@ -12,7 +12,9 @@ from avqa_layout import MICRO, make_avqa_layout, prepare_avqa_cache
 from lavish.errors import ConfigError
 from lavish.models.adapters import PRESETS
 from lavish.tasks.avqa.model import AvqaModelConfig, AvqaOutput
-from lavish.tasks.avqa.task import IGNORE, AvqaQuestions, AvqaTrainConfig, Vocabularies, avqa_loss, split_records
+from lavish.tasks.avqa.dataset import IGNORE, AvqaQuestions, Vocabularies, split_records
+from lavish.tasks.avqa.model import avqa_loss
+from lavish.tasks.avqa.task import AvqaTrainConfig
 from lavish.engine.train import evaluate, train
 
 

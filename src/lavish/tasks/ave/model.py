@@ -58,7 +58,6 @@ class AveModelConfig(TaskModelConfig):
                               f"{EXTRA_FROM_CACHE} for the width of the prepared cache's features")
 
 
-
 class AveModel(nn.Module):
     """audio (B, T, F, M), frames (B, T, 3, H, W), extra (B, T, E) | None -> logits (B, T, num_classes)."""
 

@@ -39,6 +39,8 @@ from torch import nn
 from lavish.errors import ConfigError
 from lavish.models.adapters import AdapterConfig
 from lavish.models.task_config import TaskModelConfig, preset_adapter, task_backbone
+from lavish.tasks.avqa.dataset import IGNORE
+
 
 #: the official release: 93 question tokens + '<unk>' and 42 answers (spec 3.3)
 AVQA_QUESTION_VOCAB = 94
@@ -69,7 +71,6 @@ class AvqaModelConfig(TaskModelConfig):
             raise ConfigError(f"question_vocab={self.question_vocab} is not valid: it must be at least 2")
         if self.num_answers < 2:
             raise ConfigError(f"num_answers={self.num_answers} is not valid: it must be at least 2")
-
 
 
 class QuestionEncoder(nn.Module):
@@ -215,3 +216,20 @@ class AvqaHead(nn.Module):
         feat = self.fc_fusion(torch.tanh(feat))
         logits = self.fc_ans(torch.tanh(feat * q))
         return AvqaOutput(logits, match_posi, match_nega, spatial.view(b, t, -1), w_v, w_a)
+
+
+MATCH_WEIGHT = 0.5
+
+
+# --------------------------------------------------------------------------------------------------- model
+def avqa_loss(out: AvqaOutput, answers: torch.Tensor) -> torch.Tensor:
+    """CE(answer) + 0.5 * CE(match), in float32. Match rows interleaved [posi_0, nega_0, posi_1, ...] as the
+    authors, labels 1 / 0. answers: (B,) int64 (IGNORE rows do not count)."""
+    with torch.autocast(device_type=out.logits.device.type, enabled=False):
+        loss = F.cross_entropy(out.logits.float(), answers, ignore_index=IGNORE)
+        if out.match_nega is not None:
+            match = torch.stack([out.match_posi, out.match_nega], dim=1).flatten(0, 1).float()
+            labels = torch.ones(match.shape[0], dtype=torch.long, device=match.device)
+            labels[1::2] = 0
+            loss = loss + MATCH_WEIGHT * F.cross_entropy(match, labels)
+    return loss

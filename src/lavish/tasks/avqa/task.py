@@ -27,31 +27,27 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import Dataset, DistributedSampler
 from torchmetrics.aggregation import MeanMetric
 
-from lavish.tasks.avqa import layout as avqa
-from lavish.data.cache import audio_path, frames_path, read_json, read_manifest
-from lavish.tasks.avqa.prepare import prepare_avqa
-from lavish.errors import CheckpointError, ConfigError, DataError
-from lavish.media.frames import normalize_frames
-from lavish.tasks.avqa.model import AvqaModel, AvqaModelConfig, AvqaOutput
 from lavish.engine.module import TaskModule
-from lavish.engine.task import DemoOptions, Evaluation, Option, Task, TrainResult
-from lavish.engine.runner import SplitDataModule, TrainConfig
+from lavish.engine.runner import TrainConfig
+from lavish.engine.task import DemoOptions, Option, Task, TrainResult
+from lavish.errors import CheckpointError, ConfigError
+from lavish.media.frames import normalize_frames
+from lavish.tasks.avqa import layout as avqa
+from lavish.tasks.avqa.dataset import AvqaDataModule, Vocabularies, split_records
+from lavish.tasks.avqa.metrics import AvqaEvaluation, format_table
+from lavish.tasks.avqa.model import AvqaModel, AvqaModelConfig, AvqaOutput, avqa_loss
+from lavish.tasks.avqa.plots import plot_attention
+from lavish.tasks.avqa.prepare import prepare_avqa
 
 LR_RULES = {"constant": lambda r: 1.0, "sqrt": math.sqrt, "linear": lambda r: r}
-MATCH_WEIGHT = 0.5
-IGNORE = -1
-"""answer id of a question whose answer is not in the training answers (ignored by the loss, counted wrong)."""
 
 
 @dataclass
@@ -92,133 +88,6 @@ class AvqaTrainConfig(TrainConfig):
         return self.lr * LR_RULES[self.lr_rule](self.batch_size / self.base_batch_size)
 
 
-# --------------------------------------------------------------------------------------------------- data
-@dataclass(frozen=True)
-class Vocabularies:
-    """Question and answer vocabularies of a model (built from the training json, stored in the adapter file)."""
-
-    question: avqa.Vocab
-    answer: avqa.Vocab
-
-    def to_meta(self) -> dict:
-        return {"question_vocab": list(self.question.tokens), "answers": list(self.answer.tokens)}
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> "Vocabularies":
-        tokens = tuple(meta["question_vocab"])
-        return cls(avqa.Vocab(tokens, unknown=tokens.index(avqa.UNK)), avqa.Vocab(tuple(meta["answers"])))
-
-    @classmethod
-    def from_records(cls, train: list[avqa.AvqaRecord]) -> "Vocabularies":
-        return cls(avqa.build_question_vocab(train), avqa.build_answer_vocab(train))
-
-
-def split_records(cache_dir: Path, split: str) -> list[avqa.AvqaRecord]:
-    """Every question of ``split`` (the json copied into the cache by ``lavish prepare avqa``)."""
-    return avqa.read_avqa_json(Path(cache_dir) / f"avqa-{split}.json")
-
-
-class EpochSampler(DistributedSampler):
-    """DistributedSampler yielding ``(index, epoch)``, so datasets draw per-epoch randomness in any worker."""
-
-    def __iter__(self):
-        epoch = self.epoch
-        return ((i, epoch) for i in super().__iter__())
-
-
-class AvqaQuestions(Dataset):
-    """Questions of one split of a prepared AVQA cache whose video was prepared.
-
-    ``ds[i]`` or ``ds[(i, epoch)]`` -> dict(frames uint8 (T,H,W,3), audio float32 (T,F,M), question int64 (L,),
-    answer int64 (IGNORE if not in the answer vocabulary), index int, negatives uint8 (T,H,W,3) if ``negatives``).
-    """
-
-    def __init__(self, cache_dir: Path | str, split: str, vocab: Vocabularies, *, negatives: bool = False,
-                 seed: int = 0) -> None:
-        self.cache_dir = Path(cache_dir)
-        manifest = read_manifest(self.cache_dir)
-        items = read_json(self.cache_dir / "videos.json")
-        prepared = {it["video_id"] for it in items}
-        all_records = split_records(self.cache_dir, split)
-        self.records = [r for r in all_records if r.video_id in prepared]
-        self.dropped = len(all_records) - len(self.records)
-        self.videos = sorted({r.video_id for r in self.records})
-        self.video_index = {v: i for i, v in enumerate(self.videos)}
-        self.questions = np.stack([avqa.encode_question(r, vocab.question) for r in self.records]) \
-            if self.records else np.zeros((0, avqa.MAX_LEN), np.int64)
-        self.answers = np.array([vocab.answer.id(r.answer) if r.answer in vocab.answer else IGNORE
-                                 for r in self.records], dtype=np.int64)
-        self.negatives, self.seed = negatives, seed
-        self.num_segments = int(manifest["num_segments"])
-        if negatives and len(self.videos) < 2:
-            raise DataError(f"{self.cache_dir}: split {split!r} has {len(self.videos)} prepared video(s); negatives "
-                            "come from other videos, at least 2 are needed")
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def _frames(self, vid: str) -> np.ndarray:
-        return np.load(frames_path(self.cache_dir, vid), mmap_mode="r")
-
-    def negative_frames(self, i: int, epoch: int) -> np.ndarray:
-        """(T, H, W, 3): per position, a random segment of a random other video (seeded by seed, epoch, i)."""
-        rng = np.random.default_rng([self.seed, epoch, i])
-        own = self.video_index[self.records[i].video_id]
-        others = rng.integers(0, len(self.videos) - 1, self.num_segments)
-        others = others + (others >= own)  # skip the question's own video
-        segments = rng.integers(0, self.num_segments, self.num_segments)
-        return np.stack([np.asarray(self._frames(self.videos[v])[s]) for v, s in zip(others, segments)])
-
-    def __getitem__(self, key) -> dict:
-        i, epoch = key if isinstance(key, tuple) else (key, 0)
-        rec = self.records[i]
-        item = {
-            "frames": torch.from_numpy(np.array(self._frames(rec.video_id), dtype=np.uint8)),
-            "audio": torch.from_numpy(np.asarray(np.load(audio_path(self.cache_dir, rec.video_id)), np.float32)),
-            "question": torch.from_numpy(self.questions[i].copy()),
-            "answer": torch.tensor(int(self.answers[i])),
-            "index": i,
-        }
-        if self.negatives:
-            item["negatives"] = torch.from_numpy(self.negative_frames(i, epoch))
-        return item
-
-
-def collate(items: list[dict]) -> dict:
-    keys = [k for k in ("frames", "audio", "question", "answer", "negatives") if k in items[0]]
-    out = {k: torch.stack([it[k] for it in items]) for k in keys}
-    out["index"] = [it["index"] for it in items]
-    return out
-
-
-class AvqaDataModule(SplitDataModule):
-    """Train (with negatives) / val / test questions of a prepared AVQA cache."""
-
-    TASK, COLLATE, ITEMS, SAMPLER = "avqa", collate, "question with a prepared video", EpochSampler
-
-    def __init__(self, cache_dir: str | Path, *, backbone: str, batch_size: int = 1, seed: int = 1,
-                 num_workers: int = 0, vocab: Vocabularies | None = None) -> None:
-        super().__init__(cache_dir, backbone=backbone, batch_size=batch_size, seed=seed, num_workers=num_workers)
-        self.vocab = vocab or Vocabularies.from_records(split_records(self.cache_dir, "train"))
-
-    def make_dataset(self, split: str) -> AvqaQuestions:
-        return AvqaQuestions(self.cache_dir, split, self.vocab, negatives=split == "train", seed=self.seed)
-
-
-# --------------------------------------------------------------------------------------------------- model
-def avqa_loss(out: AvqaOutput, answers: torch.Tensor) -> torch.Tensor:
-    """CE(answer) + 0.5 * CE(match), in float32. Match rows interleaved [posi_0, nega_0, posi_1, ...] as the
-    authors, labels 1 / 0. answers: (B,) int64 (IGNORE rows do not count)."""
-    with torch.autocast(device_type=out.logits.device.type, enabled=False):
-        loss = F.cross_entropy(out.logits.float(), answers, ignore_index=IGNORE)
-        if out.match_nega is not None:
-            match = torch.stack([out.match_posi, out.match_nega], dim=1).flatten(0, 1).float()
-            labels = torch.ones(match.shape[0], dtype=torch.long, device=match.device)
-            labels[1::2] = 0
-            loss = loss + MATCH_WEIGHT * F.cross_entropy(match, labels)
-    return loss
-
-
 # ---------------------------------------------------------------------------------------------- evaluate
 def vocabularies(meta: dict, checkpoint: str | Path) -> Vocabularies:
     """The question / answer vocabularies an AVQA adapter file's meta holds."""
@@ -226,50 +95,6 @@ def vocabularies(meta: dict, checkpoint: str | Path) -> Vocabularies:
         return Vocabularies.from_meta(meta)
     except (TypeError, KeyError, ValueError) as err:
         raise CheckpointError(f"checkpoint {checkpoint} holds unusable vocabularies ({err})") from None
-
-
-def avqa_scores(records: list[avqa.AvqaRecord], predictions: list[str]) -> dict:
-    """Accuracy per question type (fractions; spec 3.3) and question counts of predicted answer strings.
-
-    Returns {<each key of category_keys()>: accuracy, "counts": {key: questions}, "questions": n}.
-    """
-    if len(predictions) != len(records):
-        raise ValueError(f"{len(predictions)} predictions for {len(records)} questions")
-    correct = [p == r.answer for p, r in zip(predictions, records)]
-    return {**avqa.category_accuracy(records, correct), "counts": avqa.category_counts(records),
-            "questions": len(records)}
-
-
-def answer_prior(train: list[avqa.AvqaRecord]) -> dict[tuple[str, str], str]:
-    """Most frequent training answer per (major, minor) question type (ties: first seen)."""
-    counts: dict[tuple[str, str], Counter] = {}
-    for rec in train:
-        counts.setdefault((rec.major, rec.minor), Counter())[rec.answer] += 1
-    return {k: c.most_common(1)[0][0] for k, c in counts.items()}
-
-
-def prior_predictions(train: list[avqa.AvqaRecord], records: list[avqa.AvqaRecord]) -> list[str]:
-    """The answer-prior baseline's answer to each record ('' for a type the training file never asks)."""
-    prior = answer_prior(train)
-    return [prior.get((r.major, r.minor), "") for r in records]
-
-
-class AvqaEvaluation(Evaluation):
-    """Accuracy per question type on a split, and the answer-prior baseline on the same questions."""
-
-    def __init__(self, ds: "AvqaQuestions", vocab: Vocabularies, train: list[avqa.AvqaRecord], split: str) -> None:
-        self.ds, self.vocab, self.train, self.split = ds, vocab, train, split
-        self.predictions: list[str] = []
-
-    def update(self, out: AvqaOutput, batch: dict) -> None:
-        self.predictions += [self.vocab.answer.tokens[int(k)] for k in out.logits.argmax(-1)]
-
-    def result(self) -> dict:
-        ds = self.ds
-        prior = avqa_scores(ds.records, prior_predictions(self.train, ds.records))
-        return {"split": self.split, **avqa_scores(ds.records, self.predictions),
-                "unanswerable": int((ds.answers == IGNORE).sum()), "left_out": ds.dropped,
-                "prior": {k: v for k, v in prior.items() if k in avqa.category_keys()}}
 
 
 # --------------------------------------------------------------------------------------------------- ask
@@ -340,41 +165,6 @@ def ask(model: AvqaModel, meta: dict, video: str | Path, question: str, *, top_k
     if arrays:
         result.update(spatial=maps, frames=clip.frames)
     return result
-
-
-def plot_attention(frames: np.ndarray, spatial: np.ndarray, result: dict, path: str | Path) -> Path:
-    """PNG: each segment's frame (T, H, W, 3) with its audio-guided attention map (T, gh, gw) overlaid, titled by
-    time and question-guided visual weight; the top answer in the title. Written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    t = len(frames)
-    fig, axes = plt.subplots(1, t, figsize=(1.6 * t, 2.0), squeeze=False)
-    h, w = frames.shape[1:3]
-    for k, ax in enumerate(axes[0]):
-        ax.imshow(frames[k])
-        ax.imshow(spatial[k], extent=(0, w, h, 0), alpha=0.45, cmap="jet", interpolation="bilinear")
-        seg = result["segments"][k]
-        ax.set_title(f"{seg['time_s']:.0f}s  {seg['visual_weight']:.2f}", fontsize=7)
-        ax.axis("off")
-    best = result["answers"][0]
-    fig.suptitle(f"{result['question']}  ->  {best['answer']} ({best['probability']:.2f})", fontsize=8)
-    from lavish.engine.plots import save_figure
-
-    return save_figure(fig, path, dpi=100)
-
-
-def format_table(result: dict, prior: dict | None = None) -> list[str]:
-    """Rows 'key  questions  accuracy  prior' in the authors' order (percentages)."""
-    pct = lambda v: "    -" if v != v else f"{100 * v:5.1f}"  # noqa: E731  (NaN: no question of that type)
-    lines = [f"  {'question type':<28} {'n':>6} {'acc %':>6}" + (f" {'prior %':>8}" if prior else "")]
-    for key in avqa.category_keys():
-        row = f"  {key:<28} {result['counts'][key]:>6} {pct(result[key]):>6}"
-        lines.append(row + (f" {pct(prior[key]):>8}" if prior else ""))
-    return lines
 
 
 class AvqaTask(Task):

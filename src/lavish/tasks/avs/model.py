@@ -84,7 +84,6 @@ class AvsModelConfig(TaskModelConfig):
         return [(base[0] * 2 ** (3 - k), base[1] * 2 ** (3 - k)) for k in range(4)]
 
 
-
 class ClassifierModule(nn.Module):
     """AVSBench ``Classifier_Module``: sum of four dilated 3x3 convs. (N, C_in, h, w) -> (N, C_out, h, w)."""
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 
-
 def write_masks(masks: np.ndarray, frames: np.ndarray, out: Path, stem: str) -> dict:
     """Mask PNGs (0/255) and a contact sheet (frames with the masks in red) under ``out``: {masks, sheet}.
 

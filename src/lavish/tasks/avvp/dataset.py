@@ -12,7 +12,6 @@ from lavish.engine.runner import SplitDataModule
 from lavish.errors import DataError
 
 
-
 class AvvpCacheDataset(CacheDataset):
     """One split of a prepared AVVP (LLP) cache (:func:`lavish.tasks.avvp.prepare.prepare_avvp`).
 
