@@ -10,7 +10,7 @@ script, a test). Entry points are loaded on the first look-up, so ``import lavis
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from importlib.metadata import entry_points
+from importlib.metadata import distributions
 from typing import TYPE_CHECKING
 
 from lavish.errors import ConfigError
@@ -42,7 +42,7 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    for ep in entry_points(group=GROUP):
+    for ep in _entry_points():
         if ep.name in _registered:
             continue
         try:
@@ -54,6 +54,21 @@ def _load() -> None:
         task = register(cls)
         if task.name != ep.name:
             raise ConfigError(f"entry point {ep.name!r} = {ep.value} is a task called {task.name!r}; name them alike")
+
+
+def _entry_points() -> list:
+    """Every entry point of :data:`GROUP`, of every installed distribution. ``entry_points(group=...)`` keeps only the
+    first distribution of each name on ``sys.path``, so a stale ``lavish.egg-info`` ahead of the installed metadata
+    (``PYTHONPATH=src``) would hide lavish's own tasks; the union over all distributions does not."""
+    found = {}
+    for dist in distributions():
+        for ep in dist.entry_points:
+            if ep.group == GROUP:
+                found.setdefault(ep.name, ep)
+    if not found:
+        raise ConfigError(f"no task is registered: no installed package declares {GROUP!r} entry points (reinstall "
+                          "lavish: pip install -e .)")
+    return list(found.values())
 
 
 class _Tasks(Mapping):
