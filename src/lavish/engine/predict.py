@@ -403,3 +403,86 @@ def predict_many(task, model: nn.Module, meta: dict, inputs: Inputs, results: Re
 
 def _identity(item):
     return item
+
+
+# ------------------------------------------------------------------------------------------ long-video outputs
+PAGE_SECONDS = 60
+"""Seconds per page of a prediction timeline: a longer video gets one PNG per minute, each readable."""
+
+
+def merge_events(labels: Sequence[str], probabilities: Sequence[float], duration: float, *, skip: str | None = None,
+                 min_duration: float = 0.0) -> list[dict]:
+    """Runs of one label over consecutive seconds -> [{label, start, end, probability}] in seconds (``end``
+    exclusive, cut to ``duration``; probability = the mean over the run, 4 decimals), without ``skip`` (AVE's
+    background) and runs shorter than ``min_duration``."""
+    events, start = [], 0
+    for t in range(1, len(labels) + 1):
+        if t < len(labels) and labels[t] == labels[start]:
+            continue
+        label = labels[start]
+        end = min(float(t), float(duration)) if duration > start else float(t)
+        if label != skip and end - start >= min_duration:
+            mean = float(np.mean(probabilities[start:t]))
+            events.append({"label": label, "start": float(start), "end": round(end, 3), "probability": round(mean, 4)})
+        start = t
+    return events
+
+
+class TimelinePages:
+    """Draws a prediction timeline page by page while the windows go by: pages of :data:`PAGE_SECONDS` seconds,
+    each with up to 6 thumbnails, so that a video of any length costs 6 kept frames a page and gives readable
+    pictures. One page: the file ``path`` itself; more: ``<stem>-001<suffix>``, ``<stem>-002<suffix>``, ...
+
+    ``draw(first, stop, thumbs, title, path) -> Path`` draws seconds [first, stop) with ``thumbs`` {second - first:
+    (H, W, 3) uint8}."""
+
+    def __init__(self, path: str | os.PathLike, info: StreamInfo, draw) -> None:
+        self.path, self.info, self.draw = Path(path), info, draw
+        self.total = info.num_segments
+        self.pages = max(1, -(-self.total // PAGE_SECONDS))
+        self.thumbs: dict[int, np.ndarray] = {}
+        self.drawn: list[str] = []
+        self.seen = 0
+
+    def _page_path(self, page: int) -> Path:
+        if self.pages == 1:
+            return self.path
+        return self.path.with_name(f"{self.path.stem}-{page + 1:03d}{self.path.suffix or '.png'}")
+
+    def _wanted(self, page: int) -> set[int]:
+        first, stop = page * PAGE_SECONDS, min((page + 1) * PAGE_SECONDS, self.total)
+        n = stop - first
+        return {first + int(i) for i in np.linspace(0, n - 1, min(6, n)).round().astype(int)}
+
+    def add(self, window: Window) -> None:
+        for j in range(len(window)):
+            second = window.first + j
+            if second in self._wanted(second // PAGE_SECONDS):
+                self.thumbs[second] = window.frames[j]
+        self.seen = window.first + len(window)
+        while len(self.drawn) < self.pages and self.seen >= min((len(self.drawn) + 1) * PAGE_SECONDS, self.total):
+            self._draw_page(len(self.drawn), min((len(self.drawn) + 1) * PAGE_SECONDS, self.total))
+
+    def _draw_page(self, page: int, stop: int) -> None:
+        first = page * PAGE_SECONDS
+        thumbs = {s - first: self.thumbs.pop(s) for s in sorted(self.thumbs) if first <= s < stop}
+        title = Path(self.info.video).name + (f" ({page + 1}/{self.pages})" if self.pages > 1 else "")
+        self.drawn.append(str(self.draw(first, stop, thumbs, title, self._page_path(page))))
+
+    def finish(self) -> dict:
+        """Draw what is left (a video that broke before its end) -> {plot: first page[, plots: every page]}."""
+        page = len(self.drawn)
+        if page < self.pages and self.seen > page * PAGE_SECONDS:
+            self._draw_page(page, self.seen)
+        if not self.drawn:
+            return {}
+        return {"plot": self.drawn[0], **({"plots": self.drawn} if self.pages > 1 else {})}
+
+
+def min_duration_option():
+    """``--min-duration S``, the predict option of the tasks that give events as time ranges (AVE, AVVP)."""
+    from lavish.engine.task import Option
+
+    return Option(("--min-duration",), {"type": float, "metavar": "S",
+                                        "help": "leave out events shorter than S seconds (default 0: all)"},
+                  commands=("predict",))
