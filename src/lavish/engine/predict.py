@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lavish.errors import ConfigError, DataError, LavishError, MediaError, WriteError
+from lavish.errors import ConfigError, DataError, LavishError, WriteError
 from lavish.media.stream import VideoStream, Window
 
 #: extensions taken from a folder or a glob (a file named on the command line or in a list is always tried)

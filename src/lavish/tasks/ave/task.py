@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import torch
 from torchmetrics.classification import MulticlassAccuracy
 
 from lavish.data.cache import CacheDataset
 from lavish.tasks.ave.prepare import prepare_ave
-from lavish.errors import ConfigError, DataError
+from lavish.errors import DataError
 from lavish.media.frames import normalize_frames
 from lavish.engine.module import TaskModule, head_and_adapter_groups
 from lavish.engine.runner import TrainConfig

@@ -3,7 +3,6 @@ written as they are made, the contact sheet a page per minute."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from lavish.errors import ConfigError
 from lavish.fileio import write_bytes
 from lavish.media.frames import normalize_frames
 from lavish.media.stream import Window
+from lavish.tasks.avs.plots import overlay, png
 
 
 class AvsPrediction(Prediction):
@@ -93,20 +93,3 @@ class AvsPrediction(Prediction):
             result.update(mask_array=np.concatenate(self.masks), frames=np.concatenate(self.frames))
         return result
 
-
-def overlay(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 frame resized to the mask's (H_m, W_m), the masked pixels tinted red."""
-    from PIL import Image
-
-    h, w = mask.shape
-    tile = np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR), dtype=np.float32)
-    tile[mask] = 0.45 * tile[mask] + 0.55 * np.array([255.0, 0.0, 0.0])
-    return tile.astype(np.uint8)
-
-
-def png(array: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()

@@ -30,7 +30,6 @@ from lavish.media.frames import normalize_frames
 from lavish.tasks.avs.dataset import AvsDataModule
 from lavish.tasks.avs.metrics import AvsEvaluation, AvsFScore, AvsMIoU, baseline_scores
 from lavish.tasks.avs.model import TPAVI_PRESETS, AvsModel, AvsModelConfig, avs_loss
-from lavish.tasks.avs.plots import write_masks
 from lavish.tasks.avs.prepare import prepare_avs
 from lavish.tasks.avs.predict import AvsPrediction
 

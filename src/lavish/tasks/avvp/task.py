@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import torch
 
 from lavish.engine.module import TaskModule, head_and_adapter_groups
@@ -38,8 +37,7 @@ from lavish.engine.task import DemoOptions, Option, Task, TrainResult
 from lavish.errors import ConfigError
 from lavish.media.frames import normalize_frames
 from lavish.tasks.avvp.dataset import AvvpCacheDataset, AvvpDataModule
-from lavish.tasks.avvp.metrics import (THRESHOLD, AvvpEvaluation, AvvpF1, clip_predictions, extract_events,
-                                      format_table)
+from lavish.tasks.avvp.metrics import AvvpEvaluation, AvvpF1, format_table
 from lavish.tasks.avvp.model import AvvpModel, AvvpModelConfig, avvp_loss
 from lavish.tasks.avvp.prepare import prepare_avvp
 from lavish.tasks.avvp.predict import AvvpPrediction
