@@ -74,6 +74,12 @@ def test_a_folder_gives_a_line_per_video(uninterrupted, folder, ave_run, capsys)
     assert main(["predict", lines[3]["video"], "--checkpoint", str(ave_run / "best.safetensors"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [lines[3]]
     assert all(set(e) == {"label", "start", "end", "probability"} for r in lines for e in r["events"])
+    # --min-duration leaves out the shorter events, nothing else
+    assert main(["predict", lines[3]["video"], "--checkpoint", str(ave_run / "best.safetensors"), "--json",
+                 "--min-duration", "2", "--batch-size", "2"]) == 0
+    (longer,) = json.loads(capsys.readouterr().out)
+    assert longer["events"] == [e for e in lines[3]["events"] if e["end"] - e["start"] >= 2]
+    assert longer["seconds"] == lines[3]["seconds"]
 
 
 def test_resume_after_kill_9_gives_the_same_file(uninterrupted, folder, ave_run, tmp_path):
