@@ -310,21 +310,17 @@ class _Windows(torch.utils.data.IterableDataset):
 
     def _video(self, i: int):
         video = self.videos[i]
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
+        try:
+            with warnings.catch_warnings(record=True) as caught:  # "no audio stream": shown by the main process
+                warnings.simplefilter("always")
                 stream, size = open_stream(self.task, self.meta, video, self.options)
-                started = False
-                for window in stream.windows(size * self.batch_size):
-                    if not started:
-                        yield from (("warning", i, str(w.message)) for w in caught)
-                        yield "start", i, StreamInfo.of(stream, video)
-                        started = True
-                    yield "window", i, window
-                yield "end", i, None
-            except LavishError as err:
-                yield from (("warning", i, str(w.message)) for w in caught)
-                yield "error", i, str(err)
+            yield from (("warning", i, str(w.message)) for w in caught)
+            yield "start", i, StreamInfo.of(stream, video)
+            for window in stream.windows(size * self.batch_size):
+                yield "window", i, window
+            yield "end", i, None
+        except LavishError as err:
+            yield "error", i, str(err)
 
 
 @dataclass
@@ -366,6 +362,7 @@ def predict_many(task, model: nn.Module, meta: dict, inputs: Inputs, results: Re
                                          num_workers=min(workers, len(todo)), collate_fn=_identity,
                                          prefetch_factor=2 if workers else None, persistent_workers=False)
     running: dict[int, Prediction] = {}
+    windows: dict[int, int] = {}  # windows seen of each running video
     bar = tqdm(total=len(todo), desc="predict", unit="video", disable=not progress, file=sys.stderr)
     try:
         for kind, i, payload in loader:
@@ -375,9 +372,12 @@ def predict_many(task, model: nn.Module, meta: dict, inputs: Inputs, results: Re
             elif kind == "start":
                 options = options_for(video) if options_for else {}
                 running[i] = task.prediction_cls(model, meta, payload, batch_size=batch_size, **options)
+                windows[i] = 0
             elif kind == "window":
                 running[i].update(payload)
+                windows[i] += 1
             elif kind == "end":
+                windows.pop(i)
                 result = running.pop(i).result()
                 results.append(result)
                 summary.done += 1
@@ -387,7 +387,7 @@ def predict_many(task, model: nn.Module, meta: dict, inputs: Inputs, results: Re
                     on_result(result)
             else:  # error
                 partial = running.pop(i, None)
-                if partial is not None:  # broke in the middle: the windows before are kept
+                if partial is not None and windows.pop(i):  # broke in the middle: the windows before are kept
                     result = {**partial.result(), "error": payload}
                     results.append(result)
                     if on_result is not None:
