@@ -47,28 +47,29 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: str | Path) -> Path
     return save_figure(fig, path)
 
 
-def plot_timeline(seconds: list[dict], frames: np.ndarray, title: str, path: str | Path,
-                  background: str = "background") -> Path:
+def plot_timeline(seconds: list[dict], frames, title: str, path: str | Path, background: str = "background",
+                  first: int = 0) -> Path:
     """Event bands over the video's seconds (height = probability) and up to 6 thumbnails.
 
-    seconds: [{second, label, probability}], frames: (T, H, W, 3) uint8.
+    seconds: [{second, label, probability}] of seconds [first, first + T); frames: (T, H, W, 3) uint8, or
+    {index in the page: (H, W, 3)} holding just the thumbnails to show (a page of a long video).
     """
     plt = _plt()
     t = len(seconds)
     labels = sorted({s["label"] for s in seconds if s["label"] != background})
     colours = {lab: plt.cm.tab10(i % 10) for i, lab in enumerate(labels)}
     fig = plt.figure(figsize=(max(6, 0.6 * t), 3.6))
-    thumbs = np.linspace(0, t - 1, min(6, t)).round().astype(int)
+    thumbs = sorted(frames) if isinstance(frames, dict) else np.linspace(0, t - 1, min(6, t)).round().astype(int)
     for j, idx in enumerate(thumbs):
         ax = fig.add_axes([0.05 + j * 0.9 / len(thumbs), 0.55, 0.9 / len(thumbs) - 0.01, 0.4])
         ax.imshow(frames[idx])
-        ax.set_title(f"{idx} s", fontsize=8)
+        ax.set_title(f"{first + idx} s", fontsize=8)
         ax.axis("off")
     ax = fig.add_axes([0.05, 0.12, 0.9, 0.33])
     for s in seconds:
         colour = colours.get(s["label"], (0.85, 0.85, 0.85, 1.0))
         ax.bar(s["second"] + 0.5, s["probability"], width=1.0, color=colour, edgecolor="white")
-    ax.set_xlim(0, t)
+    ax.set_xlim(first, first + t)
     ax.set_ylim(0, 1)
     ax.set_xlabel("second")
     ax.set_ylabel("probability")
@@ -91,22 +92,23 @@ def plot_bars(names: list[str], values: list[float], title: str, path: str | Pat
     return save_figure(fig, path)
 
 
-def plot_parsing(heard: np.ndarray, seen: np.ndarray, classes: list[str], frames: np.ndarray, title: str,
-                 path: str | Path) -> Path:
+def plot_parsing(heard: np.ndarray, seen: np.ndarray, classes: list[str], frames, title: str,
+                 path: str | Path, first: int = 0) -> Path:
     """AVVP timeline: up to 6 thumbnails over an audio row and a visual row of event bands.
 
-    heard, seen: (T, C) bool, the events heard / seen per second; frames: (T, H, W, 3) uint8.
+    heard, seen: (T, C) bool, the events heard / seen in seconds [first, first + T); frames: (T, H, W, 3) uint8,
+    or {index in the page: (H, W, 3)} holding just the thumbnails to show (a page of a long video).
     """
     plt = _plt()
     t = len(heard)
     labels = [k for k in range(len(classes)) if heard[:, k].any() or seen[:, k].any()]
     colours = {k: plt.cm.tab10(i % 10) for i, k in enumerate(labels)}
     fig = plt.figure(figsize=(max(6, 0.6 * t), 4.2))
-    thumbs = np.linspace(0, t - 1, min(6, t)).round().astype(int)
+    thumbs = sorted(frames) if isinstance(frames, dict) else np.linspace(0, t - 1, min(6, t)).round().astype(int)
     for j, idx in enumerate(thumbs):
         ax = fig.add_axes([0.1 + j * 0.85 / len(thumbs), 0.58, 0.85 / len(thumbs) - 0.01, 0.36])
         ax.imshow(frames[idx])
-        ax.set_title(f"{idx} s", fontsize=8)
+        ax.set_title(f"{first + idx} s", fontsize=8)
         ax.axis("off")
     ax = fig.add_axes([0.1, 0.12, 0.85, 0.4])
     rows = (("audio", heard, 1), ("visual", seen, 0))
@@ -114,8 +116,8 @@ def plot_parsing(heard: np.ndarray, seen: np.ndarray, classes: list[str], frames
         for i, k in enumerate(labels):
             height = 0.8 / max(1, len(labels))
             for second in np.flatnonzero(grid[:, k]):
-                ax.add_patch(plt.Rectangle((second, y + 0.1 + i * height), 1, height, color=colours[k]))
-    ax.set_xlim(0, t)
+                ax.add_patch(plt.Rectangle((first + second, y + 0.1 + i * height), 1, height, color=colours[k]))
+    ax.set_xlim(first, first + t)
     ax.set_ylim(0, 2)
     ax.set_yticks([0.5, 1.5], ["seen", "heard"])
     ax.set_xlabel("second")

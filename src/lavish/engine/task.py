@@ -135,6 +135,9 @@ class Task(ABC):
     adapter_preset: ClassVar[str | None] = None
     """the adapter preset (:data:`lavish.models.adapters.PRESETS`) the task's models start from; None: its name"""
     lr_help: ClassVar[str] = "learning rate of everything trainable"
+    prediction_cls: ClassVar[type | None] = None
+    """the task's :class:`lavish.engine.predict.Prediction` (a video's prediction built window by window); None:
+    the task does not predict on a video (AVQA answers questions)"""
     predict_outputs: ClassVar[tuple[str, ...]] = ()
     """what :meth:`predict` can write besides its result: "plot" (a PNG per video), "out" (a folder of files)"""
     eval_loss: ClassVar[bool] = True
@@ -267,8 +270,14 @@ class Task(ABC):
 
     # ------------------------------------------------------------------------------------------- prediction
     def predict(self, model: nn.Module, meta: dict, video: str | Path, **options) -> dict:
-        """Run the model on a user's video: a JSON-able dict (numpy arrays only under keys documented so)."""
-        raise ConfigError(f"{self.name.upper()} models do not predict on a video with `lavish predict`")
+        """Run the model on a user's video of any length, window by window (:attr:`prediction_cls`,
+        :func:`lavish.engine.predict.predict_video`): a JSON-able dict (numpy arrays only under keys documented
+        so). ``batch_size``: windows per model call; the other options are the prediction class's."""
+        if self.prediction_cls is None:
+            raise ConfigError(f"{self.name.upper()} models do not predict on a video with `lavish predict`")
+        from lavish.engine.predict import predict_video
+
+        return predict_video(self, model, meta, video, **options)
 
     def predict_lines(self, result: dict) -> list[str]:
         """What ``lavish predict`` prints (tasks that :meth:`predict`)."""

@@ -8,7 +8,7 @@ half-written video under the final name.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -135,3 +135,47 @@ def _encode_audio(container, stream, audio, sample_rate):
         frame.time_base = Fraction(1, sample_rate)
         container.mux(stream.encode(frame))
     container.mux(stream.encode(None))
+
+
+def write_generated_video(
+    path: str | os.PathLike,
+    seconds: int,
+    fps: int,
+    frame: Callable[[int], np.ndarray],
+    audio: Callable[[int], np.ndarray] | None = None,
+    sample_rate: int = 16000,
+    video_codec: str = "h264",
+    audio_codec: str = "aac",
+    crf: int = 23,
+) -> Path:
+    """Encode a video of any length without holding it: ``frame(i)`` gives frame i, (H, W, 3) uint8 (shown at
+    ``i / fps``), ``audio(s)`` the mono samples of second s, (sample_rate,) float in [-1, 1]; the streams are
+    written interleaved second by second, as a camera or ffmpeg writes them. Long test and benchmark videos."""
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise MediaError(f"{path}: cannot write extension {path.suffix!r}; known: {', '.join(sorted(_FORMATS))}")
+    first = np.asarray(frame(0))
+    with atomic_path(path) as tmp, av.open(tmp, mode="w", format=fmt) as container:
+        vstream = _add_video(container, video_codec, first[None], fps, None, 0, crf)
+        astream = None
+        if audio is not None:
+            astream = container.add_stream(audio_codec, rate=_audio_rate(audio_codec, sample_rate))
+            astream.layout = "mono"
+        for second in range(seconds):
+            for i in range(second * fps, (second + 1) * fps):
+                image = first if i == 0 else np.asarray(frame(i))
+                picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+                picture.pts = i
+                container.mux(vstream.encode(picture))
+            if astream is not None:
+                samples = np.clip(np.asarray(audio(second), dtype=np.float32), -1.0, 1.0)[None]
+                sound = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout="mono")
+                sound.sample_rate = sample_rate
+                sound.pts = second * sample_rate
+                sound.time_base = Fraction(1, sample_rate)
+                container.mux(astream.encode(sound))
+        container.mux(vstream.encode(None))
+        if astream is not None:
+            container.mux(astream.encode(None))
+    return path

@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import torch
 from torchmetrics.classification import MulticlassAccuracy
 
 from lavish.data.cache import CacheDataset
 from lavish.tasks.ave.prepare import prepare_ave
-from lavish.errors import ConfigError, DataError
+from lavish.errors import DataError
 from lavish.media.frames import normalize_frames
 from lavish.engine.module import TaskModule, head_and_adapter_groups
 from lavish.engine.runner import TrainConfig
@@ -42,6 +41,8 @@ from lavish.engine.task import DemoOptions, Option, Task, TrainResult
 from lavish.tasks.ave.dataset import AveDataModule
 from lavish.tasks.ave.metrics import AveEvaluation
 from lavish.tasks.ave.model import EXTRA_FROM_CACHE, AveModel, AveModelConfig, ave_loss
+from lavish.tasks.ave.predict import AvePrediction
+from lavish.engine.predict import min_duration_option
 
 
 @dataclass
@@ -70,7 +71,9 @@ class AveTask(Task):
     monitor = "acc"
     lr_help = "adapter learning rate"
     predict_outputs = ("plot",)
+    prediction_cls = AvePrediction
     options = (
+        min_duration_option(),
         Option(("--lr-head",), {"type": float, "help": "head learning rate"}),
         Option(("--extra-audio-features",), {
             "action": "store_true", "default": None,
@@ -163,66 +166,14 @@ class AveTask(Task):
         return lines
 
     # ----------------------------------------------------------------------------------------- prediction
-    @torch.no_grad()
-    def predict(self, model: AveModel, meta: dict, video, *, plot=None, extra_features=None,
-                batch_seconds: int = 20, arrays: bool = False) -> dict:
-        """Per-second labels of any video: {video, duration, has_audio, seconds: [{second, label, probability}]};
-        ``plot``: also draw the timeline into this PNG (``plot`` key); ``extra_features``: a (seconds, E) .npy file
-        for a model trained with extra audio features; ``arrays``: add ``probabilities`` (T, K) float32 and
-        ``frames`` (T, H, W, 3) uint8.
-
-        Any length >= 1 s (one segment per whole second), any codec PyAV reads, any sample rate and layout. A video
-        without an audio stream is classified with a silent spectrogram (one warning; ``has_audio: false``).
-        """
-        from lavish.media.decode import decode_clip
-
-        clip = decode_clip(video, num_segments=None, frame_size=tuple(meta["frame_size"]), frontend=meta["frontend"])
-        extra = self._extra_for(model, video, extra_features, len(clip.frames))
-        classes = meta["classes"]
-        frames, audio = torch.from_numpy(clip.frames), torch.from_numpy(clip.spectrograms)
-        probs = []
-        for s in range(0, len(frames), batch_seconds):
-            f = normalize_frames(frames[s:s + batch_seconds])[None]
-            a = audio[s:s + batch_seconds][None]
-            e = None if extra is None else extra[s:s + batch_seconds][None]
-            probs.append(model(a, f, e)[0].softmax(-1))
-        probs = torch.cat(probs)
-        best, idx = probs.max(-1)
-        seconds = [{"second": i, "label": classes[int(k)], "probability": round(float(p), 4)}
-                   for i, (k, p) in enumerate(zip(idx, best))]
-        result = {"video": str(video), "duration": clip.duration, "has_audio": clip.has_audio, "seconds": seconds}
-        if plot is not None:
-            from lavish.engine.plots import plot_timeline
-
-            result["plot"] = str(plot_timeline(seconds, clip.frames, Path(video).name, plot))
-        if arrays:
-            result.update(probabilities=probs.numpy(), frames=clip.frames)
-        return result
-
-    @staticmethod
-    def _extra_for(model: AveModel, video, path, seconds: int) -> torch.Tensor | None:
-        need = model.config.extra_audio_dim
-        if not need:
-            if path is not None:
-                raise ConfigError("--extra-features does not apply: this model was trained without extra audio "
-                                  "features")
-            return None
-        if path is None:
-            raise ConfigError(f"this model uses {need}-wide extra audio features per second (Table 8, VGGish), which "
-                              f"lavish cannot compute for {video} here: pass them with --extra-features FILE.npy")
-        try:
-            extra = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise DataError(f"{path}: not a readable .npy array ({err})") from None
-        if extra.ndim != 2 or extra.shape[1] != need or extra.shape[0] < seconds:
-            raise DataError(f"{path}: extra features have shape {extra.shape}, the video needs ({seconds}, {need})")
-        return torch.from_numpy(np.asarray(extra[:seconds], dtype=np.float32))
-
     def predict_lines(self, res: dict) -> list[str]:
         lines = [f"{res['video']} ({res['duration']:.1f} s{'' if res['has_audio'] else ', no audio'})"]
         lines += [f"  {s['second']:>4d} s  {s['label']:<40} {s['probability']:.3f}" for s in res["seconds"]]
+        lines += [f"  event {e['label']}: {e['start']:.0f}-{e['end']:.0f} s ({e['probability']:.3f})" for e in res.get("events", ())]
+        if res.get("error"):
+            lines.append(f"  stopped: {res['error']}")
         if res.get("plot"):
-            lines.append(f"  timeline: {res['plot']}")
+            lines.append(f"  timeline: {', '.join(res.get('plots') or [res['plot']])}")
         return lines
 
     # ----------------------------------------------------------------------------------------------- demo

@@ -127,12 +127,13 @@ def ask(model: AvqaModel, meta: dict, video: str | Path, question: str, *, top_k
     visual token (row, col of the token grid). ``plot``: also draw the frames with the attended regions into this
     PNG (``plot`` key); ``arrays``: add ``spatial`` (T, gh, gw) attention maps and ``frames`` (T, H, W, 3) uint8.
     """
-    from lavish.media.decode import decode_clip
+    from lavish.media.stream import VideoStream
 
     vocab = vocabularies(meta, "the model")
     ids, unknown = encode_free_question(question, vocab.question)
-    clip = decode_clip(video, num_segments=int(meta.get("num_segments", 10)), frame_size=tuple(meta["frame_size"]),
-                       frontend=meta["frontend"])
+    stream = VideoStream(video, num_segments=int(meta.get("num_segments", 10)), frame_size=tuple(meta["frame_size"]),
+                         frontend=meta["frontend"])  # T segments over the whole video, decoded in bounded memory
+    (clip,) = stream.windows(stream.num_segments)
     frames = normalize_frames(torch.from_numpy(clip.frames))[None]
     audio = torch.from_numpy(clip.spectrograms)[None]
     out = model(audio, frames, torch.from_numpy(ids)[None])
@@ -154,7 +155,7 @@ def ask(model: AvqaModel, meta: dict, video: str | Path, question: str, *, top_k
                        "weight": round(float(spatial[t, cell]), 4)},
         })
     result = {
-        "video": str(video), "question": question, "unknown_words": unknown, "has_audio": clip.has_audio,
+        "video": str(video), "question": question, "unknown_words": unknown, "has_audio": stream.has_audio,
         "answers": [{"answer": vocab.answer.tokens[int(i)], "probability": round(float(p), 4)}
                     for p, i in zip(top.values, top.indices)],
         "segments": segments,

@@ -30,8 +30,8 @@ from lavish.media.frames import normalize_frames
 from lavish.tasks.avs.dataset import AvsDataModule
 from lavish.tasks.avs.metrics import AvsEvaluation, AvsFScore, AvsMIoU, baseline_scores
 from lavish.tasks.avs.model import TPAVI_PRESETS, AvsModel, AvsModelConfig, avs_loss
-from lavish.tasks.avs.plots import write_masks
 from lavish.tasks.avs.prepare import prepare_avs
+from lavish.tasks.avs.predict import AvsPrediction
 
 
 @dataclass
@@ -62,6 +62,7 @@ class AvsTask(Task):
     # ln_before of the AVS adapters, path4.rcu1 and (without TPAVI) audio_linear get no gradient (authors')
     find_unused_parameters = True
     predict_outputs = ("out",)
+    prediction_cls = AvsPrediction
     demo_backbone = "lavish_swinv2_micro_window4_64"
     data_options = ("subset",)
     options = (
@@ -119,35 +120,6 @@ class AvsTask(Task):
     def eval_lines(self, result: dict) -> list[str]:
         return [f"{result['subset']} {result['split']}: mIoU {result['miou']:.4f}, F-score {result['fscore']:.4f} "
                 f"over {result['videos']} clips ({result['frames']} annotated frames)"]
-
-    @torch.no_grad()
-    def predict(self, model: AvsModel, meta: dict, video, *, out=None, clip_seconds: int = 5,
-                arrays: bool = False) -> dict:
-        """Masks of the sounding objects of any video, one per second.
-
-        Returns {video, duration, has_audio, coverage: [fraction of each frame masked]}; with ``out`` it writes
-        ``out/<stem>_<second>.png`` (0/255 masks at the model's mask size) and ``out/<stem>_sheet.png`` (the
-        frames with the masks overlaid in red) and adds ``masks`` (their paths) and ``sheet``; with ``arrays`` it
-        adds ``mask_array`` (T, H_m, W_m) bool and ``frames`` (T, H, W, 3) uint8. The video is cut into clips of
-        ``clip_seconds`` one-second segments (the benchmark's 5; a shorter last clip runs as it is).
-        """
-        from lavish.media.decode import decode_clip
-
-        video = Path(video)
-        clip = decode_clip(video, num_segments=None, frame_size=tuple(meta["frame_size"]), frontend=meta["frontend"])
-        frames, audio = torch.from_numpy(clip.frames), torch.from_numpy(clip.spectrograms)
-        probs = []
-        for s in range(0, len(frames), clip_seconds):
-            logits = model(audio[s:s + clip_seconds][None], normalize_frames(frames[s:s + clip_seconds])[None])[0]
-            probs.append(torch.sigmoid(logits))
-        masks = (torch.cat(probs) > 0.5).numpy()
-        result = {"video": str(video), "duration": clip.duration, "has_audio": clip.has_audio,
-                  "coverage": [round(float(m.mean()), 4) for m in masks]}
-        if out is not None:
-            result.update(write_masks(masks, clip.frames, Path(out), video.stem))
-        if arrays:
-            result.update(mask_array=masks, frames=clip.frames)
-        return result
 
     def predict_lines(self, res: dict) -> list[str]:
         lines = [f"{res['video']} ({res['duration']:.1f} s{'' if res['has_audio'] else ', no audio'}): "

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import torch
 
 from lavish.engine.module import TaskModule, head_and_adapter_groups
@@ -38,10 +37,11 @@ from lavish.engine.task import DemoOptions, Option, Task, TrainResult
 from lavish.errors import ConfigError
 from lavish.media.frames import normalize_frames
 from lavish.tasks.avvp.dataset import AvvpCacheDataset, AvvpDataModule
-from lavish.tasks.avvp.metrics import (THRESHOLD, AvvpEvaluation, AvvpF1, clip_predictions, extract_events,
-                                      format_table)
+from lavish.tasks.avvp.metrics import AvvpEvaluation, AvvpF1, format_table
 from lavish.tasks.avvp.model import AvvpModel, AvvpModelConfig, avvp_loss
 from lavish.tasks.avvp.prepare import prepare_avvp
+from lavish.tasks.avvp.predict import AvvpPrediction
+from lavish.engine.predict import min_duration_option
 
 
 @dataclass
@@ -89,7 +89,9 @@ class AvvpTask(Task):
                ("seg_audio", "audio F1"), ("seg_visual", "visual F1"), ("seg_av", "audio-visual F1"))
     lr_help = "adapter learning rate"
     predict_outputs = ("plot",)
+    prediction_cls = AvvpPrediction
     options = (
+        min_duration_option(),
         Option(("--lr-head",), {"type": float, "help": "head learning rate (the benchmark's)"}),
         Option(("--step-size",), {"type": int, "metavar": "EPOCHS",
                                   "help": "multiply the learning rates by --gamma every EPOCHS epochs"}),
@@ -168,52 +170,6 @@ class AvvpTask(Task):
         return [f"{result['split']}: {result['clips']} clips, F1 (%)", *format_table(result)]
 
     # ----------------------------------------------------------------------------------------- prediction
-    @torch.no_grad()
-    def predict(self, model: AvvpModel, meta: dict, video, *, plot=None, window: int = 10,
-                arrays: bool = False) -> dict:
-        """Which events are heard and which are seen, per second of any video.
-
-        The video is cut into windows of ``window`` seconds (the benchmark's 10-s clips; the last one shorter),
-        each parsed on its own: per second and modality the classes at probability >= 0.5 whose video-level
-        probability in that window is >= 0.5, as the benchmark's evaluation. Returns {video, duration, has_audio,
-        seconds: [{second, heard: [..], seen: [..]}], events: [{label, modality, onset, offset}] (runs of
-        consecutive seconds, offset exclusive), windows: [{start, labels: {label: probability}}]}; ``plot``: a
-        timeline PNG with an audio and a visual row (``plot`` key); ``arrays``: add ``audio_probabilities`` and
-        ``visual_probabilities`` (T, C) float32 (per second, before the video-level filter) and ``frames``.
-        """
-        from lavish.media.decode import decode_clip
-
-        clip = decode_clip(video, num_segments=None, frame_size=tuple(meta["frame_size"]), frontend=meta["frontend"])
-        classes = meta["classes"]
-        frames, audio = torch.from_numpy(clip.frames), torch.from_numpy(clip.spectrograms)
-        heard, seen, windows, probs_a, probs_v = [], [], [], [], []
-        for s in range(0, len(frames), window):
-            out = model(audio[s:s + window][None], normalize_frames(frames[s:s + window])[None])
-            h, v = clip_predictions(out.audio_prob[0], out.visual_prob[0], out.global_prob[0])
-            probs_a.append(out.audio_prob[0].float().numpy())
-            probs_v.append(out.visual_prob[0].float().numpy())
-            heard.append(h)
-            seen.append(v)
-            probs = out.global_prob[0].float()
-            windows.append({"start": s, "labels": {classes[k]: round(float(probs[k]), 4)
-                                                   for k in torch.nonzero(probs >= THRESHOLD).flatten().tolist()}})
-        heard_np, seen_np = np.concatenate(heard).astype(bool), np.concatenate(seen).astype(bool)
-        seconds = [{"second": t, "heard": [classes[k] for k in np.flatnonzero(heard_np[t])],
-                    "seen": [classes[k] for k in np.flatnonzero(seen_np[t])]} for t in range(len(heard_np))]
-        events = [{"label": classes[k], "modality": modality, "onset": a, "offset": b}
-                  for modality, grid in (("audio", heard_np), ("visual", seen_np))
-                  for k in range(grid.shape[1]) for a, b in extract_events(grid[:, k])]
-        result = {"video": str(video), "duration": clip.duration, "has_audio": clip.has_audio, "seconds": seconds,
-                  "events": events, "windows": windows}
-        if plot is not None:
-            from lavish.engine.plots import plot_parsing
-
-            result["plot"] = str(plot_parsing(heard_np, seen_np, classes, clip.frames, Path(video).name, plot))
-        if arrays:
-            result.update(audio_probabilities=np.concatenate(probs_a), visual_probabilities=np.concatenate(probs_v),
-                          frames=clip.frames)
-        return result
-
     def predict_lines(self, res: dict) -> list[str]:
         lines = [f"{res['video']} ({res['duration']:.1f} s{'' if res['has_audio'] else ', no audio'})"]
         for s in res["seconds"]:
