@@ -10,7 +10,6 @@ with the JSON of ``lavish predict --json`` / ``lavish ask --json`` (docs/serve.m
 from __future__ import annotations
 
 import argparse
-import sys
 
 from lavish.errors import ConfigError
 from lavish.serve.config import ServeConfig
@@ -62,5 +61,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"serving on {url} (Ctrl+C stops)", flush=True)
 
     serve(models, config, host=args.host, port=args.port, ready=ready)
-    sys.stdout.flush()
+    print("stopped", flush=True)
     return 0

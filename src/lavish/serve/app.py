@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -248,7 +249,14 @@ def serve(models: list[Served], config: ServeConfig, host: str = "127.0.0.1", po
                 ready(f"http://{f'[{host}]' if ':' in host else host}:{port}/")
 
         uv.startup = startup
+    # uvicorn stops gracefully on SIGINT / SIGTERM, then raises the signal again for the handler it found: this
+    # one, so that a stopped server exits normally (code 0) once its upload folder is removed
+    stops = []
+    previous = {sig: signal.signal(sig, lambda number, frame: stops.append(number))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         uv.run(sockets=[sock])
     finally:
         sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
