@@ -6,35 +6,18 @@ works. Screenshots go to test-artifacts/serve/ (docs/serve.png is the AVE one)."
 from __future__ import annotations
 
 import shutil
-import tempfile
 
 import numpy as np
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from browser import start_chromium
 from conftest import ARTIFACTS, cli_json, make_clip
-
-#: what Chromium needs to start as root in a container without network (it stalls otherwise)
-CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1280,900")
-
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    assert chromium and driver, "Chromium and chromedriver are needed: apt-get install -y chromium chromium-driver"
-    profile = tempfile.mkdtemp(prefix="lavish-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    d = webdriver.Chrome(service=Service(driver), options=options)
-    d.set_page_load_timeout(60)
+    d, profile = start_chromium()
     yield d
     d.quit()
     shutil.rmtree(profile, ignore_errors=True)
