@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from lavish.serve import require_extra
 
     require_extra()
-    from lavish.serve.app import serve
+    from lavish.serve.app import bind, serve
     from lavish.serve.models import load_models
 
     config = ServeConfig(max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration_s,
@@ -53,13 +53,17 @@ def run(args: argparse.Namespace) -> int:
     config.check()
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is not valid: 0 to 65535")
-    models = load_models(args.checkpoint, backbone_weights=args.backbone_weights)
-    for m in models:
-        print(f"model {m.id}: {m.task.upper()} {m.path}")
+    sock = bind(args.host, args.port)  # a port in use is refused before the models are loaded
+    try:
+        models = load_models(args.checkpoint, backbone_weights=args.backbone_weights)
+        for m in models:
+            print(f"model {m.id}: {m.task.upper()} {m.path}")
 
-    def ready(url: str) -> None:
-        print(f"serving on {url} (Ctrl+C stops)", flush=True)
+        def ready(url: str) -> None:
+            print(f"serving on {url} (Ctrl+C stops)", flush=True)
 
-    serve(models, config, host=args.host, port=args.port, ready=ready)
+        serve(models, config, sock, ready=ready)
+    finally:
+        sock.close()
     print("stopped", flush=True)
     return 0

@@ -15,9 +15,15 @@ INSTALL = 'pip install -e ".[serve]"'
 
 
 def require_extra() -> None:
-    """One line naming the extra when FastAPI / uvicorn are missing."""
-    import importlib.util
+    """One line naming the extra when FastAPI / uvicorn cannot be imported."""
+    import importlib
 
-    missing = [name for name in NEEDS if importlib.util.find_spec(name) is None]
+    missing = []
+    for name in NEEDS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     if missing:
-        raise ConfigError(f"lavish serve needs {' and '.join(missing)}, which are not installed: {INSTALL}")
+        raise ConfigError(f"lavish serve needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                          f"not installed: {INSTALL}")

@@ -230,15 +230,14 @@ def bind(host: str, port: int):
     return sock
 
 
-def serve(models: list[Served], config: ServeConfig, host: str = "127.0.0.1", port: int = 7860,
-          ready=None) -> None:
-    """Run the server until SIGINT / SIGTERM (uvicorn); ``ready(url)`` is called once it listens."""
+def serve(models: list[Served], config: ServeConfig, sock, ready=None) -> None:
+    """Run the server on ``sock`` (:func:`bind`) until SIGINT / SIGTERM (uvicorn); ``ready(url)`` is called once
+    it listens."""
     import uvicorn
 
     server = Server(models, config)
     app = server.app()
-    sock = bind(host, port)
-    port = sock.getsockname()[1]
+    host, port = sock.getsockname()[:2]
     uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=30))
     if ready is not None:
         original = uv.startup
