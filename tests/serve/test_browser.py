@@ -5,6 +5,7 @@ works. Screenshots go to test-artifacts/serve/ (docs/serve.png is the AVE one)."
 
 from __future__ import annotations
 
+import base64
 import shutil
 
 import numpy as np
@@ -140,10 +141,25 @@ def test_avs_masks_over_the_frames_second_by_second(browser, server, models, tmp
     _shot(browser, "avs")
 
 
-def test_avvp_heard_and_seen_rows(browser, server, models):
+def _drop(browser, path) -> str:
+    """Drop the file on the page's drop zone (a DataTransfer holding it, as a drag from the desktop gives)."""
+    payload = base64.b64encode(path.read_bytes()).decode("ascii")
+    browser.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], arguments[1], { type: "video/mp4" }));
+        const zone = document.getElementById("drop");
+        zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: data, bubbles: true, cancelable: true }));
+        zone.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+    """, payload, path.name)
+    return _wait(browser)
+
+
+def test_avvp_heard_and_seen_rows_of_a_dropped_video(browser, server, models):
     _open(browser, server, "avvp")
     clip = models.clips["avvp"]
-    assert _upload(browser, clip) == "done", _message(browser)
+    assert _drop(browser, clip) == "done", _message(browser)
+    assert browser.find_element(By.CSS_SELECTOR, "#result .muted").text.startswith(clip.name)
     cli = cli_json("predict", str(clip), "--checkpoint", str(models.checkpoints["avvp"]))[0]
     for kind in ("heard", "seen"):
         cells = browser.find_elements(By.CSS_SELECTOR, f"#timeline .timeline[data-kind={kind}] .cell")
