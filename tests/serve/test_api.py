@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import audio_only, cli_json, make_clip
+from serve_helpers import audio_only, cli_json, make_clip
 
 
 def _without_video(res: dict) -> dict:

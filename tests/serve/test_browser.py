@@ -13,8 +13,8 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from browser import start_chromium
-from conftest import ARTIFACTS, cli_json, make_clip
+from serve_browser import start_chromium
+from serve_helpers import ARTIFACTS, cli_json, make_clip
 
 @pytest.fixture(scope="module")
 def browser():

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import cli_json
+from serve_helpers import cli_json
 
 from lavish.cli.demo import serve_command
 from lavish.cli.main import build_parser

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
-from conftest import Server, cli_json, make_clip, wait_for
+from serve_helpers import Server, cli_json, make_clip, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """A headless Chromium driven by Selenium (Debian's ``chromium`` and ``chromium-driver``), for the serve tests and
 for the README's screenshot::
 
-    python tests/serve/browser.py http://127.0.0.1:7860/ my_video.mp4 docs/serve.png
+    python tests/serve/serve_browser.py http://127.0.0.1:7860/ my_video.mp4 docs/serve.png
 
 opens the page, uploads the video to the first model, waits for the answer and saves the screenshot.
 """
