@@ -9,12 +9,14 @@ plot, 5. runs ``predict`` on one test clip and plots its timeline. ``lavish demo
 against a vision-only baseline).
 
 The micro backbones have no pretrained weights, so the demo uses larger learning rates than the paper's recipe;
-a real run uses a pretrained backbone and the real dataset (see the README).
+a real run uses a pretrained backbone and the real dataset (see the README). The demo ends with the ``lavish serve``
+command that shows its model in a browser.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from lavish.engine.registry import TASKS
@@ -53,4 +55,36 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name} {getattr(args, name)} is not valid: it must be at least 1")
     options = DemoOptions(out=Path(args.out), videos=args.videos, classes=args.classes, epochs=args.epochs,
                           backbone=args.backbone, seed=args.seed, workers=args.workers, progress=args.progress)
-    return task.demo(options)
+    code = task.demo(options)
+    if code == 0:
+        line = serve_command(options.out, task.name)
+        if line:
+            print(f"see it in a browser: {line}")
+    return code
+
+
+#: where each demo leaves the clips it made (under its ``--out``), offered as the page's examples when present
+DEMO_CLIPS = {"ave": "data/AVE", "avvp": "data/LLP_dataset/video", "avqa": "avqa-data/videos"}
+
+
+def serve_command(out: Path, task: str) -> str | None:
+    """The ``lavish serve`` command for the model a demo of ``task`` trained in ``out`` (its audio-visual run,
+    ``<out>/runs/{<task>,av}/best.safetensors``, the file's task checked), with the demo's clips as examples; None
+    when there is no such file."""
+    from lavish.api import read_adapter_file
+    from lavish.errors import LavishError
+
+    for folder in (task, "av"):
+        adapter = out / "runs" / folder / "best.safetensors"
+        try:
+            if adapter.is_file() and read_adapter_file(adapter)[1].get("task", "ave") == task:
+                break
+        except LavishError:
+            continue
+    else:
+        return None
+    words = ["lavish", "serve", "--checkpoint", str(adapter)]
+    clips = out / DEMO_CLIPS.get(task, "-")
+    if task in DEMO_CLIPS and clips.is_dir():
+        words += ["--examples", str(clips)]
+    return shlex.join(words)

@@ -40,6 +40,7 @@ COMMANDS = (
     "lavish.cli.info",
     "lavish.cli.ask",
     "lavish.cli.bench",
+    "lavish.cli.serve",
 )
 
 DEBUG_ENV = "LAVISH_DEBUG"
