@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from lavish.errors import ConfigError
+from lavish.errors import ConfigError, ShapeError
 from lavish.models import micro  # noqa: F401  (registers the demo backbones)
 from lavish.models.adapters import AdapterConfig, LavishConfig, MODALITIES, Streams
 from lavish.models.adapters.fused import fusable, joint_added, position_added
@@ -141,8 +141,9 @@ def create_backbone(name: str, *, pretrained: bool = False, weights: str | Path 
     except Exception as err:  # noqa: BLE001  (offline hub errors come in many types)
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(
-            f"cannot download pretrained weights for {name} ({first}): pass a local timm checkpoint with "
-            f"--backbone-weights PATH, or train from scratch with --no-pretrained"
+            f"cannot download pretrained weights for {name} ({first}): give a local timm checkpoint "
+            f"(weights=PATH; lavish train: --backbone-weights PATH), or use random weights on purpose "
+            f"(pretrained=False; lavish train: --no-pretrained)"
         ) from None
 
 
@@ -339,8 +340,12 @@ class LavishBackbone(nn.Module):
                 return_stages: bool = False) -> BackboneOutput:
         """audio: (B', F, M) spectrograms (normalised) or None; visual: (B', 3, H, W) normalised frames or None.
 
-        The streams that run are those of ``modalities``; the other input is ignored (may be None).
+        The streams that run are those of ``modalities``; the other input is ignored (may be None). Inputs of the
+        wrong rank, dtype or size, mismatched batch sizes or swapped streams raise :class:`lavish.ShapeError`
+        naming what was expected and what was given (checks of static shapes only: free, and traced away by
+        ``torch.compile``).
         """
+        self.check_inputs(audio, visual)
         fam = self.family
         a, grid_a = fam.embed(self.audio_image(audio)) if "a" in self.modalities else (None, None)
         v, grid_v = fam.embed(visual) if "v" in self.modalities else (None, None)
@@ -374,6 +379,34 @@ class LavishBackbone(nn.Module):
             stages[-1] = fam.spatial(v, grid)  # the last map after the final norm
         return BackboneOutput(a, v, stages)
 
+    def check_inputs(self, audio: torch.Tensor | None, visual: torch.Tensor | None) -> None:
+        """Raise :class:`~lavish.errors.ShapeError` unless the streams that run get (B', F, M) spectrograms and
+        (B', 3, H, W) frames at the model's size ``img_size``, floating point, with the same B'. Only shapes and
+        dtypes are read (never values), so the check costs nothing and compiles to nothing."""
+        h, w = self.img_size
+        want_v = f"frames (B', 3, {h}, {w})"
+        if "v" in self.modalities:
+            _check_tensor("frames", visual, want_v)
+            if visual.dim() == 3 and "a" in self.modalities and audio is not None and audio.dim() == 4:
+                raise ShapeError(f"streams swapped: got frames of shape {_shape(visual)} and spectrograms of shape "
+                                 f"{_shape(audio)}; call backbone(spectrograms (B', F, M), {want_v})")
+            if visual.dim() != 4 or visual.shape[1] != 3:
+                hint = " (fold time into the batch: B' = B * T)" if visual.dim() == 5 else ""
+                raise ShapeError(f"expected {want_v}, got frames of shape {_shape(visual)}{hint}")
+            if tuple(visual.shape[-2:]) != (h, w):
+                raise ShapeError(f"frames of {visual.shape[-2]}x{visual.shape[-1]} given to a {h}x{w} backbone: "
+                                 f"expected {want_v} (lavish.input_spec(name).frame_size), got {_shape(visual)}")
+        if "a" in self.modalities:
+            _check_tensor("spectrograms", audio, "spectrograms (B', F, M)")
+            if audio.dim() != 3:
+                hint = " (fold time into the batch: B' = B * T)" if audio.dim() == 4 and audio.shape[1] != 3 else ""
+                if audio.dim() == 4 and audio.shape[1] == 3:
+                    hint = "; streams swapped? call backbone(spectrograms, frames)"
+                raise ShapeError(f"expected spectrograms (B', F, M), got shape {_shape(audio)}{hint}")
+        if self.modalities == "av" and audio.shape[0] != visual.shape[0]:
+            raise ShapeError(f"batch sizes differ: {audio.shape[0]} spectrograms and {visual.shape[0]} frames "
+                             f"(row i of each must be the same segment)")
+
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B', N, D) -> (B', D): timm's pre-logits feature (Swin: mean of tokens, ViT: class token, as the authors)."""
         return self.family.pool(tokens)
@@ -382,6 +415,19 @@ class LavishBackbone(nn.Module):
         """What training changes, for an optimiser: the adapters (and, for LoRA / BitFit / norm tuning, the
         backbone parameters the adapter kind unfroze). Everything else stays frozen."""
         return [p for p in self.parameters() if p.requires_grad]
+
+
+def _shape(x: torch.Tensor) -> tuple[int, ...]:
+    return tuple(int(n) for n in x.shape)
+
+
+def _check_tensor(what: str, x, expected: str) -> None:
+    """ShapeError unless ``x`` is a floating-point tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise ShapeError(f"expected {expected} as a tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        hint = " (uint8 frames: lavish.normalize_frames(frames))" if what == "frames" else ""
+        raise ShapeError(f"expected floating-point {what}, got dtype {str(x.dtype).replace('torch.', '')}{hint}")
 
 
 def _with_memory_budget(compiled, budget: float):
