@@ -19,13 +19,14 @@ A trained model of a task (an adapter file written by ``lavish train``)::
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from lavish.errors import ConfigError
+from lavish.errors import CheckpointError, ConfigError
 from lavish.models.adapters import ADAPTERS, PRESETS, AdapterConfig
 from lavish.models.adapters import adapter_config as _kind_config
 from lavish.models.backbone import LavishBackbone, create_backbone
@@ -59,13 +60,19 @@ def adapter_config(kind: str | AdapterConfig = "lavish", *, preset: str | None =
 
 
 def wrap(backbone: str | nn.Module, adapter: str | AdapterConfig = "lavish", *, modalities: str = "av",
-         pretrained: bool = False, weights: str | Path | None = None, preset: str | None = "ave",
+         pretrained: bool | None = None, weights: str | Path | None = None, preset: str | None = "ave",
          checkpointing: bool | str = False, train_norms: bool = False, **settings: Any) -> LavishBackbone:
     """A frozen two-stream backbone with adapters in every block (peft's ``get_peft_model`` for LAVISH).
 
-    backbone: a timm model name (built without classifier: ``pretrained`` loads timm's weights from the hub,
-    ``weights`` a local timm checkpoint instead) or an already-built timm model of a supported family (ViT,
-    Swin-V2, ...); its parameters are frozen in place. adapter: a kind name (with ``preset`` and ``settings`` as
+    backbone: a timm model name (built without classifier) or an already-built timm model of a supported family
+    (ViT, Swin-V2, ...); its parameters are frozen in place. By name, the weights are: ``weights`` (a local timm
+    checkpoint) if given, else timm's pretrained weights from the hub when ``pretrained`` is True or None (the
+    default: a real timm name means its pretrained weights; a micro demo backbone, ``lavish_*_micro_*``, has none and
+    is built random), else (``pretrained=False``, said explicitly) random weights, seeded with
+    :data:`lavish.models.backbone.RANDOM_INIT_SEED` so that the same name gives the same backbone every time
+    (``torch.manual_seed`` does not change them). A frozen random backbone learns nothing useful: a warning says so
+    when ``pretrained=False`` is given with a real name. Without the hub, ``pretrained`` raises one
+    :class:`lavish.ConfigError` naming ``weights=`` and ``pretrained=False``. adapter: a kind name (with ``preset`` and ``settings`` as
     :func:`adapter_config`) or an AdapterConfig. modalities: "av", "v" (no audio stream) or "a".
 
     Only the adapter parameters are trainable (``trainable_parameters()`` lists them for an optimiser). Forward:
@@ -75,6 +82,16 @@ def wrap(backbone: str | nn.Module, adapter: str | AdapterConfig = "lavish", *, 
     """
     config = adapter_config(adapter, preset=preset if isinstance(adapter, str) else None, **settings)
     if isinstance(backbone, str):
+        micro = _is_micro(backbone)
+        if pretrained and micro:
+            raise ConfigError(f"{backbone} is a micro demo backbone without pretrained weights: pass "
+                              "pretrained=False (or leave it out)")
+        if pretrained is False and weights is None and not micro:
+            warnings.warn(f"wrap({backbone!r}, pretrained=False): the frozen backbone has random weights, so the "
+                          f"adapters learn on features of noise; leave pretrained out (or pass weights=PATH) for "
+                          f"timm's pretrained weights", UserWarning, stacklevel=2)
+        if pretrained is None:
+            pretrained = not micro
         backbone = create_backbone(backbone, pretrained=pretrained or weights is not None, weights=weights)
     elif pretrained or weights is not None:
         raise ConfigError("pretrained / weights apply to a backbone given by name: load the weights into your model "
@@ -83,6 +100,13 @@ def wrap(backbone: str | nn.Module, adapter: str | AdapterConfig = "lavish", *, 
         raise ConfigError(f"backbone must be a timm model name or an nn.Module, not {type(backbone).__name__}")
     return LavishBackbone(backbone, config, modalities=modalities, checkpointing=checkpointing,
                           train_norms=train_norms)
+
+
+def _is_micro(name: str) -> bool:
+    """Whether ``name`` is one of lavish's micro demo backbones (no pretrained weights exist)."""
+    from lavish.models.input_spec import describe
+
+    return describe(name).micro
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -170,6 +194,10 @@ def load(path: str | Path, *, backbone_weights: str | Path | None = None, backbo
     of the file's architecture), else ``backbone_weights`` (a local timm checkpoint), else as the file records
     (timm's hub when it was trained on pretrained weights); the adapters and head from the file. ``task``: refuse
     a file of another task."""
+    config, _ = read_adapter_file(path)
+    if "lavish_backbones" in config:
+        raise CheckpointError(f"{path} is an adapter file of your own model (lavish.save_adapter), not a task model's: "
+                              f"build your model, then lavish.load_adapter(model, {str(path)!r})")
     found, model, meta = _load_task_model(path, task=task, backbone_weights=backbone_weights and str(backbone_weights),
                                           backbone=backbone)
     return TrainedModel(found, model, meta, Path(path))

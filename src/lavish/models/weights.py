@@ -82,9 +82,36 @@ def read_adapter(path: str | Path) -> tuple[dict, dict, dict[str, torch.Tensor]]
 
 
 def describe(config: dict) -> str:
+    """A short account of what an adapter file's configuration is for: a task model's backbone, adapter,
+    modalities and classes, or the LavishBackbone(s) of a user's own model."""
+    if "lavish_backbones" in config:
+        parts = [f"{name or 'the model'}: backbone {b.get('backbone')}, adapter {b.get('adapter', {}).get('kind')}, "
+                 f"modalities {b.get('modalities')}" for name, b in sorted(config["lavish_backbones"].items())]
+        return "your own model with " + "; ".join(parts)
     adapter = config.get("adapter", {})
     return (f"backbone {config.get('backbone')}, adapter {adapter.get('kind')}, modalities "
             f"{config.get('modalities')}, {config.get('num_classes')} classes")
+
+
+def _leaves(value, prefix: str = "") -> dict[str, object]:
+    """A nested configuration as {"a.b.c": leaf}."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(_leaves(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def differences(saved: dict, config: dict, limit: int = 4) -> str:
+    """The settings that differ between a file's configuration and a model's: "adapter.num_latents: file 2,
+    model 4; ..." (the first ``limit``; ``lavish_backbones.`` left out of the names)."""
+    a, b = _leaves(saved), _leaves(config)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k, "absent") != b.get(k, "absent"))
+    shown = [f"{k.removeprefix('lavish_backbones.').lstrip('.')}: file {a.get(k, 'absent')!r}, "
+             f"model {b.get(k, 'absent')!r}" for k in keys[:limit]]
+    more = f"; and {len(keys) - limit} more" if len(keys) > limit else ""
+    return "; ".join(shown) + more
 
 
 def load_adapter_into(model: nn.Module, path: str | Path, config: dict | None = None) -> dict:
@@ -94,11 +121,16 @@ def load_adapter_into(model: nn.Module, path: str | Path, config: dict | None = 
     model's ``to_dict()``; None when the model was built from the file's own configuration).
     """
     saved, meta, tensors = read_adapter(path)
-    if config is not None and saved != json.loads(json.dumps(config, sort_keys=True)):
-        diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+    config = None if config is None else json.loads(json.dumps(config, sort_keys=True))
+    if config is not None and saved != config:
+        if ("lavish_backbones" in saved) != ("lavish_backbones" in config):
+            what = ("an adapter file of a user's own model (lavish.save_adapter): load it into that model"
+                    if "lavish_backbones" in saved else
+                    f"a task model's adapter file ({describe(saved)}): lavish.load(path) rebuilds that model")
+            raise CheckpointError(f"checkpoint {path} is {what}, not one for this model ({describe(config)})")
         raise CheckpointError(
-            f"checkpoint {path} was made for {describe(saved)}, not for {describe(config)} "
-            f"(differs in: {', '.join(diff)})"
+            f"checkpoint {path} was made for another configuration: {differences(saved, config)} "
+            f"(build the model with the file's settings: lavish.read_adapter_file(path) shows them)"
         )
     expected = adapter_state(model)
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
