@@ -40,7 +40,8 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it
 _EXPORTS = {
     **dict.fromkeys(("wrap", "adapter_config", "load", "save_adapter", "load_adapter", "read_adapter_file",
-                     "trainable_parameters", "TrainedModel"), "lavish.api"),
+                     "trainable_parameters", "TrainedModel", "train", "evaluate", "prepare", "info", "demo", "bench",
+                     "synthetic"), "lavish.api"),
     **dict.fromkeys(("ADAPTERS", "PRESETS", "FUSIONS", "MODALITIES", "AdapterConfig", "LavishConfig", "AvishConfig",
                      "BottleneckAdapterConfig", "LoraConfig", "CompacterConfig", "BitfitConfig", "NormConfig",
                      "NoAdapterConfig"), "lavish.models.adapters"),
@@ -48,16 +49,19 @@ _EXPORTS = {
     **dict.fromkeys(("AveModel", "AveModelConfig"), "lavish.models.ave"),
     **dict.fromkeys(("AvsModel", "AvsModelConfig"), "lavish.models.avs"),
     **dict.fromkeys(("AvqaModel", "AvqaModelConfig"), "lavish.models.avqa"),
-    **dict.fromkeys(("train", "evaluate", "Task", "TrainResult"), "lavish.tasks.base"),
+    **dict.fromkeys(("AvvpModel", "AvvpModelConfig"), "lavish.models.avvp"),
+    **dict.fromkeys(("Task", "TrainResult"), "lavish.tasks.base"),
     **dict.fromkeys(("TASKS", "get_task"), "lavish.tasks.registry"),
     "TrainConfig": "lavish.tasks.runner",
     "AveTrainConfig": "lavish.tasks.ave",
     "AvsTrainConfig": "lavish.tasks.avs",
     "AvqaTrainConfig": "lavish.tasks.avqa",
+    "AvvpTrainConfig": "lavish.tasks.avvp",
     "decode_clip": "lavish.media.decode",
     "get_frontend": "lavish.media.audio",
     "input_spec": "lavish.models.input_spec",
-    **dict.fromkeys(("LavishError", "ConfigError", "DataError", "MediaError", "CheckpointError"), "lavish.errors"),
+    **dict.fromkeys(("LavishError", "ConfigError", "DataError", "MediaError", "CheckpointError", "WriteError",
+                     "ShapeError"), "lavish.errors"),
 }
 
 __all__ = sorted(_EXPORTS)

@@ -203,6 +203,208 @@ def load(path: str | Path, *, backbone_weights: str | Path | None = None, backbo
     return TrainedModel(found, model, meta, Path(path))
 
 
-__all__ = ["TrainedModel", "adapter_config", "load", "load_adapter", "read_adapter_file", "save_adapter",
-           "trainable_parameters", "wrap"]
+
+# ------------------------------------------------------------------------------------ the CLI's commands as functions
+def train(task: str | Task, data: str | Path, out: str | Path, model_config: Any, train_config: Any, *,
+          pretrained: bool = False, backbone_weights: str | Path | None = None, resume: bool = False,
+          progress: bool = True, test: bool = True, data_options: dict | None = None):
+    """Train ``task``'s model on a prepared cache into the run folder ``out`` (``lavish train``) -> TrainResult
+    (``run_dir``, ``adapter`` (the best adapter file), ``monitor``, ``best_epoch``, ``best_value``, ``test`` (the
+    test metrics), ``epochs_run``, ``seconds``). ``resume=True`` continues the run in ``out``; ``progress=False``
+    shows no progress bar; Lightning's notes (accelerators found, tips, "Trainer.fit stopped") are never shown.
+    """
+    from lavish.quiet import user_facing_output
+    from lavish.tasks.base import train as _train
+
+    with user_facing_output(one_line_warnings=False):
+        return _train(task, data, out, model_config, train_config, pretrained=pretrained,
+                      backbone_weights=backbone_weights and str(backbone_weights), resume=resume, progress=progress,
+                      test=test, data_options=data_options)
+
+
+def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test",
+             backbone_weights: str | Path | None = None, batch_size: int = 2, progress: bool = True,
+             task: str | Task | None = None, **options: Any) -> dict:
+    """The metrics of an adapter file on a split of a prepared cache: the dict ``lavish eval --json`` prints."""
+    from lavish.quiet import user_facing_output
+    from lavish.tasks.base import evaluate as _evaluate
+
+    with user_facing_output(one_line_warnings=False):
+        return _evaluate(checkpoint, data, split=split, backbone_weights=backbone_weights and str(backbone_weights),
+                         batch_size=batch_size, progress=progress, task=task, **options)
+
+
+def prepare(task: str, root: str | Path, out: str | Path, *, backbone: str | None = None, workers: int = 1,
+            progress: bool = False, **options: Any) -> dict:
+    """Decode a dataset in its official layout once into a prepared cache (``lavish prepare TASK``).
+
+    ``backbone`` (default: the CLI's, :data:`lavish.cli.options.DEFAULT_BACKBONE`) sets the frame size and the
+    audio front-end; ``options``: the task's own prepare options (AVS ``subset``, AVE ``extra_audio_features``...).
+    Resumable: call again after an interruption. Returns {task, out, backbone, frame_size, frontend, videos,
+    prepared, skipped, failed: {video: reason}, without_audio, items, seconds, summary}.
+    """
+    from lavish.media.audio import get_frontend
+    from lavish.models.input_spec import input_spec
+    from lavish.tasks.registry import get_task
+
+    if backbone is None:
+        backbone = DEFAULT_BACKBONE
+    if not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers={workers!r} is not valid: it must be at least 1 (lavish prepare: --workers)")
+    found = get_task(task)
+    allowed = {o.dest for o in found.options if "prepare" in o.commands}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ConfigError(f"prepare {found.name} takes no option {unknown[0]!r}: it takes "
+                          f"{', '.join(sorted(allowed)) or 'none'}")
+    spec = input_spec(backbone, found.name)
+    report = found.prepare(Path(root), Path(out), frame_size=spec.frame_size,
+                           frontend=get_frontend(spec.audio_frontend), workers=workers, progress=progress,
+                           **{k: v for k, v in options.items() if v is not None})
+    data = {k: getattr(report, k) for k in ("videos", "prepared", "skipped", "without_audio", "items", "seconds")
+            if hasattr(report, k)}
+    return {"task": found.name, "out": str(report.out), "backbone": backbone, "frame_size": list(spec.frame_size),
+            "frontend": spec.audio_frontend, **data, "failed": dict(report.failed), "usable": report.usable,
+            "summary": report.summary()}
+
+
+def info(task: str = "ave", model_config: Any = None, **settings: Any) -> dict:
+    """Trainable / frozen / total parameters and GFLOPs per segment of a task model, without building its weights
+    or downloading anything: the dict ``lavish info --json`` prints ({task, adapter, backbone, trainable_params,
+    adapter_params, head_params, frozen_params, total_params, ..., backbone_gflops, adapter_gflops}).
+
+    ``model_config``: the task's model config; else one built from ``settings`` (its fields; ``adapter`` may be a
+    kind name, with the task's preset, or an AdapterConfig).
+    """
+    import torch
+
+    from lavish.media.audio import get_frontend
+    from lavish.models.accounting import account
+    from lavish.models.input_spec import input_spec
+    from lavish.tasks.registry import get_task
+
+    found = get_task(task)
+    if model_config is None:
+        if isinstance(settings.get("adapter"), str):
+            settings["adapter"] = adapter_config(settings["adapter"], preset=found.preset)
+        fields = {f.name for f in dataclasses.fields(found.model_config_cls)}
+        unknown = sorted(set(settings) - fields)
+        if unknown:
+            raise ConfigError(f"{found.model_config_cls.__name__} has no field {unknown[0]!r}: it has "
+                              f"{', '.join(sorted(fields))}")
+        model_config = found.model_config_cls(**settings)
+    elif settings:
+        raise ConfigError("give either model_config or settings, not both")
+    spec = input_spec(model_config.backbone, found.name)
+    with torch.device("meta"):
+        model = found.model_cls(model_config)
+    inputs = found.info_inputs(model_config, get_frontend(spec.audio_frontend), spec.frame_size)
+    acc = account(model, model_config.backbone, inputs)
+    return {"task": found.name, "adapter": model.backbone.adapter_config.to_dict(), **acc.to_dict()}
+
+
+def synthetic(task: str, out: str | Path, **options: Any) -> Path:
+    """Write a small synthetic dataset of ``task`` in its official layout (real mp4 files with sound) into ``out``,
+    ready for :func:`prepare`: what ``lavish demo`` trains on. ``options`` are those of the task's generator:
+    AVE ``num_videos``, ``num_classes``, ``duration_s``, ``size``, ``seed``, ``workers``; AVS ``num_videos``,
+    ``num_classes``, ``objects_per_clip``, ``size``, ``seed``, ``subset``; AVQA ``num_videos``,
+    ``num_instruments``, ``duration_s``, ``size``, ``seed``, ``workers``; AVVP ``num_train``, ``num_val``,
+    ``num_test``, ``num_classes``, ``size``, ``seed``, ``workers``. Returns the dataset folder."""
+    import importlib
+    import inspect
+
+    makers = {"ave": "synthetic_ave.make_synthetic_ave", "avs": "synthetic_avs.make_synthetic_avs",
+              "avqa": "synthetic_avqa.make_synthetic_avqa", "avvp": "synthetic_llp.make_synthetic_llp"}
+    if task not in makers:
+        raise ConfigError(f"unknown task {task!r}: choose one of {', '.join(makers)}")
+    module, name = makers[task].split(".")
+    make = getattr(importlib.import_module(f"lavish.data.{module}"), name)
+    params = [p for p in inspect.signature(make).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - {p.name for p in params})
+    if unknown:
+        raise ConfigError(f"synthetic({task!r}) takes no option {unknown[0]!r}: it takes "
+                          f"{', '.join(p.name for p in params)}")
+    return Path(make(Path(out), **options))
+
+
+def demo(task: str = "ave", out: str | Path = "lavish-demo", *, videos: int | None = None, classes: int = 4,
+         epochs: int | None = None, backbone: str | None = None, seed: int = 0, workers: int = 2,
+         progress: bool = False) -> dict:
+    """``lavish demo TASK``: a task end to end on a synthetic dataset (generate, prepare, train, evaluate, predict)
+    into ``out``. ``videos`` / ``epochs`` default to the task's (AVE 48 / 6). Returns {task, out, exit_code, results}
+    with ``results`` the demo's results file (the test metrics of each run it trained)."""
+    from lavish.quiet import user_facing_output
+    from lavish.tasks.base import DemoOptions
+    from lavish.tasks.registry import get_task
+
+    found = get_task(task)
+    values = {"videos": videos, "epochs": epochs, **{k: v for k, v in found.demo_defaults.items()}}
+    values = {**values, **{k: v for k, v in {"videos": videos, "epochs": epochs}.items() if v is not None}}
+    values.update(classes=classes, workers=workers)
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name}={value!r} is not valid: it must be at least 1 (lavish demo: --{name})")
+    options = DemoOptions(out=Path(out), videos=values["videos"], classes=classes, epochs=values["epochs"],
+                          backbone=backbone, seed=seed, workers=workers, progress=progress)
+    with user_facing_output(one_line_warnings=False):
+        code = found.demo(options)
+    results = next((Path(out) / n for n in ("results.json", f"{found.name}-results.json")
+                    if (Path(out) / n).is_file()), None)
+    import json
+
+    return {"task": found.name, "out": str(out), "exit_code": int(code or 0),
+            "results": json.loads(results.read_text()) if results else None}
+
+
+def bench(*, task: str = "ave", **options: Any) -> dict:
+    """``lavish bench``: training-step time and memory of the adapter methods against the frozen-backbone floor
+    (docs/performance.md). ``options`` are the command's options by their Python names (``backbone``, ``videos``,
+    ``variants`` (comma-separated), ``repeats``, ``precision``, ``memory``, ``eval``, ``kernels_only``, ``device``,
+    ``out``, ``plot``, ``data``...). Writes the JSON file and plot as the command does; returns its JSON object
+    (``variants``: name -> measurements)."""
+    import argparse
+    import contextlib
+    import io
+
+    from lavish.tasks import benchmark
+
+    parser = argparse.ArgumentParser()
+    benchmark.add_arguments(parser)
+    args = parser.parse_args([])
+    unknown = sorted(k for k in options if not hasattr(args, k) or k == "json")
+    if unknown:
+        raise ConfigError(f"bench takes no option {unknown[0]!r}: it takes "
+                          f"{', '.join(sorted(k for k in vars(args) if k != 'json'))}")
+    for key, value in options.items():
+        setattr(args, key, value)
+    args.task, args.json = task, True
+    with contextlib.redirect_stdout(io.StringIO()):
+        return run_bench(args)
+
+
+def run_bench(args: Any) -> dict:
+    """:func:`bench` of parsed ``lavish bench`` options (what the command runs): checks them, measures, prints the
+    table (or the JSON with ``args.json``) and returns the result."""
+    from lavish.models.input_spec import input_spec
+    from lavish.tasks import benchmark
+
+    if args.task != "ave":
+        raise ConfigError(f"bench measures the AVE training step, not {args.task!r}: task='ave'")
+    if args.videos < 1 or args.repeats < 1:
+        raise ConfigError(f"videos={args.videos} / repeats={args.repeats} (--videos / --repeats): both must be at "
+                          "least 1")
+    try:
+        benchmark.config_from_args(args)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    input_spec(args.backbone, args.task)  # unknown backbone -> one-line ConfigError
+    return benchmark.main_from_args(args)
+
+
+#: the backbone ``lavish prepare`` and :func:`prepare` make caches for when none is named
+DEFAULT_BACKBONE = "swinv2_large_window12_192"
+
+
+__all__ = ["TrainedModel", "adapter_config", "bench", "demo", "evaluate", "info", "load", "load_adapter",
+           "prepare", "read_adapter_file", "save_adapter", "synthetic", "train", "trainable_parameters", "wrap"]
 

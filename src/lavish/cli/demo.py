@@ -15,7 +15,6 @@ a real run uses a pretrained backbone and the real dataset (see the README).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from lavish.tasks.registry import TASKS
 
@@ -36,16 +35,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lavish.errors import ConfigError
-    from lavish.tasks.base import DemoOptions
+    from lavish.api import demo
 
-    task = TASKS[args.task]
-    for name, value in task.demo_defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    for name in ("videos", "classes", "epochs", "workers"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name} {getattr(args, name)} is not valid: it must be at least 1")
-    options = DemoOptions(out=Path(args.out), videos=args.videos, classes=args.classes, epochs=args.epochs,
-                          backbone=args.backbone, seed=args.seed, workers=args.workers, progress=args.progress)
-    return task.demo(options)
+    return demo(args.task, args.out, videos=args.videos, classes=args.classes, epochs=args.epochs,
+                backbone=args.backbone, seed=args.seed, workers=args.workers, progress=args.progress)["exit_code"]
