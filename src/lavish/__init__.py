@@ -41,7 +41,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     **dict.fromkeys(("wrap", "adapter_config", "load", "save_adapter", "load_adapter", "read_adapter_file",
                      "trainable_parameters", "TrainedModel", "train", "evaluate", "prepare", "info", "demo", "bench",
-                     "synthetic"), "lavish.api"),
+                     "synthetic", "load_inputs"), "lavish.api"),
     **dict.fromkeys(("ADAPTERS", "PRESETS", "FUSIONS", "MODALITIES", "AdapterConfig", "LavishConfig", "AvishConfig",
                      "BottleneckAdapterConfig", "LoraConfig", "CompacterConfig", "BitfitConfig", "NormConfig",
                      "NoAdapterConfig"), "lavish.models.adapters"),
@@ -58,6 +58,7 @@ _EXPORTS = {
     "AvqaTrainConfig": "lavish.tasks.avqa",
     "AvvpTrainConfig": "lavish.tasks.avvp",
     "decode_clip": "lavish.media.decode",
+    **dict.fromkeys(("normalize_frames", "IMAGENET_MEAN", "IMAGENET_STD"), "lavish.media.frames"),
     "get_frontend": "lavish.media.audio",
     "input_spec": "lavish.models.input_spec",
     **dict.fromkeys(("LavishError", "ConfigError", "DataError", "MediaError", "CheckpointError", "WriteError",

@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from lavish.errors import CheckpointError, ConfigError
 from lavish.models.adapters import ADAPTERS, PRESETS, AdapterConfig
 from lavish.models.adapters import adapter_config as _kind_config
-from lavish.models.backbone import LavishBackbone, create_backbone
-from lavish.models.weights import load_adapter_into, read_adapter, save_adapter as _save_adapter_file
+from lavish.models.backbone import LavishBackbone, create_backbone, micro_backbone
+from lavish.models.weights import file_config, load_adapter_into, read_adapter
+from lavish.models.weights import save_adapter as _save_adapter_file
 from lavish.tasks.base import Task, evaluate_model
 from lavish.tasks.base import load as _load_task_model
 
@@ -72,8 +74,8 @@ def wrap(backbone: str | nn.Module, adapter: str | AdapterConfig = "lavish", *, 
     :data:`lavish.models.backbone.RANDOM_INIT_SEED` so that the same name gives the same backbone every time
     (``torch.manual_seed`` does not change them). A frozen random backbone learns nothing useful: a warning says so
     when ``pretrained=False`` is given with a real name. Without the hub, ``pretrained`` raises one
-    :class:`lavish.ConfigError` naming ``weights=`` and ``pretrained=False``. adapter: a kind name (with ``preset`` and ``settings`` as
-    :func:`adapter_config`) or an AdapterConfig. modalities: "av", "v" (no audio stream) or "a".
+    :class:`lavish.ConfigError` naming ``weights=`` and ``pretrained=False``. adapter: a kind name (with ``preset``
+    and ``settings`` as :func:`adapter_config`) or an AdapterConfig. modalities: "av", "v" (no audio stream) or "a".
 
     Only the adapter parameters are trainable (``trainable_parameters()`` lists them for an optimiser). Forward:
     ``backbone(spectrograms (B', F, M), frames (B', 3, H, W), return_stages=False)`` -> BackboneOutput(audio
@@ -81,8 +83,9 @@ def wrap(backbone: str | nn.Module, adapter: str | AdapterConfig = "lavish", *, 
     With the default zero-initialised gates the visual stream equals the plain timm model's features.
     """
     config = adapter_config(adapter, preset=preset if isinstance(adapter, str) else None, **settings)
-    if isinstance(backbone, str):
-        micro = _is_micro(backbone)
+    by_name = isinstance(backbone, str)
+    if by_name:
+        micro = micro_backbone(backbone)
         if pretrained and micro:
             raise ConfigError(f"{backbone} is a micro demo backbone without pretrained weights: pass "
                               "pretrained=False (or leave it out)")
@@ -98,15 +101,11 @@ def wrap(backbone: str | nn.Module, adapter: str | AdapterConfig = "lavish", *, 
                           "before wrapping it")
     if not isinstance(backbone, nn.Module):
         raise ConfigError(f"backbone must be a timm model name or an nn.Module, not {type(backbone).__name__}")
-    return LavishBackbone(backbone, config, modalities=modalities, checkpointing=checkpointing,
-                          train_norms=train_norms)
-
-
-def _is_micro(name: str) -> bool:
-    """Whether ``name`` is one of lavish's micro demo backbones (no pretrained weights exist)."""
-    from lavish.models.input_spec import describe
-
-    return describe(name).micro
+    model = LavishBackbone(backbone, config, modalities=modalities, checkpointing=checkpointing,
+                           train_norms=train_norms)
+    if by_name:
+        model.pretrained = bool(pretrained or weights is not None)
+    return model
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -114,19 +113,7 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _file_config(model: nn.Module) -> dict:
-    """What an adapter file records about the model: the task model's config, or for any other model the
-    settings of the LavishBackbone(s) it holds."""
-    config = getattr(model, "config", None)
-    if hasattr(config, "to_dict"):
-        return config.to_dict()
-    backbones = {name or "": m for name, m in model.named_modules() if isinstance(m, LavishBackbone)}
-    if not backbones:
-        raise ConfigError(f"{type(model).__name__} holds no LavishBackbone: nothing to save as adapters")
-    return {"lavish_backbones": {
-        name: {"backbone": getattr(m.backbone, "pretrained_cfg", {}).get("architecture", type(m.backbone).__name__),
-               "family": m.family.name, "adapter": m.adapter_config.to_dict(), "modalities": m.modalities}
-        for name, m in backbones.items()}}
+_file_config = file_config
 
 
 def save_adapter(model: nn.Module, path: str | Path, meta: dict | None = None) -> Path:
@@ -202,6 +189,35 @@ def load(path: str | Path, *, backbone_weights: str | Path | None = None, backbo
                                           backbone=backbone)
     return TrainedModel(found, model, meta, Path(path))
 
+
+
+def load_inputs(video: str | Path, backbone: str | LavishBackbone, *, task: str = "ave",
+                num_segments: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A video file -> (spectrograms (T, F, M), frames (T, 3, H, W)), float32, ready for ``backbone(spectrograms,
+    frames)``: decoded at the backbone's frame size with its audio front-end on ``task``
+    (:func:`lavish.input_spec`), frames normalised with the backbone's own pretraining statistics
+    (``backbone.frame_stats``; for a name, those of timm's pretrained config). T: ``num_segments`` (None: one per
+    second). Raises :class:`lavish.MediaError` for a file that cannot be decoded."""
+    from lavish.media.decode import decode_clip
+    from lavish.media.frames import normalize_frames
+    from lavish.models.backbone import frame_stats
+    from lavish.models.input_spec import input_spec
+
+    if isinstance(backbone, LavishBackbone):
+        mean, std = backbone.frame_stats
+        frame_size = backbone.img_size
+        try:
+            frontend = input_spec(backbone.backbone_name, task).audio_frontend
+        except ConfigError:  # a model timm does not know by name: the micro front-end at 64 px, else AVE's
+            frontend = "micro" if tuple(frame_size) == (64, 64) else "ave"
+    elif isinstance(backbone, str):
+        spec = input_spec(backbone, task)
+        frame_size, frontend = spec.frame_size, spec.audio_frontend
+        mean, std = frame_stats(backbone)
+    else:
+        raise ConfigError(f"backbone must be a timm name or a LavishBackbone, not {type(backbone).__name__}")
+    clip = decode_clip(video, num_segments=num_segments, frame_size=tuple(frame_size), frontend=frontend)
+    return torch.from_numpy(clip.spectrograms), normalize_frames(torch.from_numpy(clip.frames), mean, std)
 
 
 # ------------------------------------------------------------------------------------ the CLI's commands as functions
@@ -405,6 +421,6 @@ def run_bench(args: Any) -> dict:
 DEFAULT_BACKBONE = "swinv2_large_window12_192"
 
 
-__all__ = ["TrainedModel", "adapter_config", "bench", "demo", "evaluate", "info", "load", "load_adapter",
+__all__ = ["TrainedModel", "adapter_config", "bench", "demo", "evaluate", "info", "load", "load_adapter", "load_inputs",
            "prepare", "read_adapter_file", "save_adapter", "synthetic", "train", "trainable_parameters", "wrap"]
 
