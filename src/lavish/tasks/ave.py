@@ -232,7 +232,7 @@ class AveTask(Task):
     # ---------------------------------------------------------------------------------------------- model
     def forward(self, model: AveModel, batch: dict) -> torch.Tensor:
         """Logits (B, T, K)."""
-        return model(batch["audio"], normalize_frames(batch["frames"]), batch.get("extra"))
+        return model(batch["audio"], normalize_frames(batch["frames"], *model.backbone.frame_stats), batch.get("extra"))
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         return ave_loss(logits, batch["labels"])
@@ -284,7 +284,7 @@ class AveTask(Task):
         frames, audio = torch.from_numpy(clip.frames), torch.from_numpy(clip.spectrograms)
         probs = []
         for s in range(0, len(frames), batch_seconds):
-            f = normalize_frames(frames[s:s + batch_seconds])[None]
+            f = normalize_frames(frames[s:s + batch_seconds], *model.backbone.frame_stats)[None]
             a = audio[s:s + batch_seconds][None]
             e = None if extra is None else extra[s:s + batch_seconds][None]
             probs.append(model(a, f, e)[0].softmax(-1))

@@ -308,7 +308,7 @@ def ask(model: AvqaModel, meta: dict, video: str | Path, question: str, *, top_k
     ids, unknown = encode_free_question(question, vocab.question)
     clip = decode_clip(video, num_segments=int(meta.get("num_segments", 10)), frame_size=tuple(meta["frame_size"]),
                        frontend=meta["frontend"])
-    frames = normalize_frames(torch.from_numpy(clip.frames))[None]
+    frames = normalize_frames(torch.from_numpy(clip.frames), *model.backbone.frame_stats)[None]
     audio = torch.from_numpy(clip.spectrograms)[None]
     out = model(audio, frames, torch.from_numpy(ids)[None])
     probs = out.logits[0].float().softmax(-1)
@@ -426,8 +426,8 @@ class AvqaTask(Task):
                 torch.zeros(1, avqa.MAX_LEN, dtype=torch.long, device="meta"))
 
     def forward(self, model: AvqaModel, batch: dict) -> AvqaOutput:
-        negatives = normalize_frames(batch["negatives"]) if "negatives" in batch else None
-        return model(batch["audio"], normalize_frames(batch["frames"]), batch["question"], negatives)
+        negatives = normalize_frames(batch["negatives"], *model.backbone.frame_stats) if "negatives" in batch else None
+        return model(batch["audio"], normalize_frames(batch["frames"], *model.backbone.frame_stats), batch["question"], negatives)
 
     def loss(self, out: AvqaOutput, batch: dict) -> torch.Tensor:
         return avqa_loss(out, batch["answer"])

@@ -176,7 +176,7 @@ class AvsTask(Task):
 
     def forward(self, model: AvsModel, batch: dict) -> torch.Tensor:
         """Mask logits (B, T, H_m, W_m)."""
-        return model(batch["audio"], normalize_frames(batch["frames"]))
+        return model(batch["audio"], normalize_frames(batch["frames"], *model.backbone.frame_stats))
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         return avs_loss(logits, batch["masks"], batch["annotated"])
@@ -219,7 +219,7 @@ class AvsTask(Task):
         frames, audio = torch.from_numpy(clip.frames), torch.from_numpy(clip.spectrograms)
         probs = []
         for s in range(0, len(frames), clip_seconds):
-            logits = model(audio[s:s + clip_seconds][None], normalize_frames(frames[s:s + clip_seconds])[None])[0]
+            logits = model(audio[s:s + clip_seconds][None], normalize_frames(frames[s:s + clip_seconds], *model.backbone.frame_stats)[None])[0]
             probs.append(torch.sigmoid(logits))
         masks = (torch.cat(probs) > 0.5).numpy()
         result = {"video": str(video), "duration": clip.duration, "has_audio": clip.has_audio,

@@ -212,7 +212,7 @@ class AvvpTask(Task):
 
     # ---------------------------------------------------------------------------------------------- model
     def forward(self, model: AvvpModel, batch: dict):
-        return model(batch["audio"], normalize_frames(batch["frames"]))
+        return model(batch["audio"], normalize_frames(batch["frames"], *model.backbone.frame_stats))
 
     def model_loss(self, model: AvvpModel, out, batch: dict) -> torch.Tensor:
         return avvp_loss(out, batch["labels"], label_smoothing=model.config.label_smoothing)
@@ -267,7 +267,7 @@ class AvvpTask(Task):
         frames, audio = torch.from_numpy(clip.frames), torch.from_numpy(clip.spectrograms)
         heard, seen, windows, probs_a, probs_v = [], [], [], [], []
         for s in range(0, len(frames), window):
-            out = model(audio[s:s + window][None], normalize_frames(frames[s:s + window])[None])
+            out = model(audio[s:s + window][None], normalize_frames(frames[s:s + window], *model.backbone.frame_stats)[None])
             h, v = clip_predictions(out.audio_prob[0], out.visual_prob[0], out.global_prob[0])
             probs_a.append(out.audio_prob[0].float().numpy())
             probs_v.append(out.visual_prob[0].float().numpy())
