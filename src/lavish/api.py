@@ -13,7 +13,7 @@ Two streams, one frozen backbone (docs/api.md has a worked example)::
 A trained model of a task (an adapter file written by ``lavish train``)::
 
     model = lavish.load("runs/ave/best.safetensors")
-    model.predict("my_video.mp4")["seconds"]       # the same dict `lavish predict --json` prints
+    model.predict("my_video.mp4")["seconds"]       # the entry `lavish predict --json` prints for this video
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from lavish.tasks.base import load as _load_task_model
 def adapter_config(kind: str | AdapterConfig = "lavish", *, preset: str | None = None,
                    **settings: Any) -> AdapterConfig:
     """An adapter configuration: ``kind`` (one of :data:`lavish.ADAPTERS`: lavish, avish, adapter, lora,
-    compacter, bitfit, norm, none) with the settings of ``preset`` (a paper task: ave, avs, avqa, avqa_paper; the
+    compacter, lora_attn (peft's LoRA inside the frozen attention projections), bitfit, norm, none) with the settings of ``preset`` (a paper task: ave, avs, avqa, avqa_paper; the
     fields the kind has), then ``settings`` (any field of the kind's config dataclass, e.g. ``num_latents=4``).
 
     An AdapterConfig passed as ``kind`` is returned with ``settings`` applied. Unknown kinds, presets or fields
@@ -150,7 +150,8 @@ class TrainedModel:
     path: Path
 
     def predict(self, video: str | Path, *, arrays: bool = False, **options: Any) -> dict:
-        """The task's prediction on any video, as ``lavish predict --json`` prints it.
+        """The task's prediction on any video: the dict ``lavish predict --json`` prints for it (the command prints
+        a list, one such dict per video).
 
         AVE: {video, duration, has_audio, seconds: [{second, label, probability}]} (``plot=PNG`` draws the
         timeline); AVS: {video, duration, has_audio, coverage} (``out=DIR`` writes the mask PNGs and a contact
