@@ -167,7 +167,9 @@ def differences(saved: dict, config: dict, limit: int = 4) -> str:
     """The settings that differ between a file's configuration and a model's: "adapter.num_latents: file 2,
     model 4; ..." (the first ``limit``; ``lavish_backbones.`` left out of the names)."""
     a, b = _leaves(saved), _leaves(config)
-    keys = sorted(k for k in set(a) | set(b) if a.get(k, "absent") != b.get(k, "absent"))
+    first = ("kind", "backbone", "modalities", "family")  # what decides everything else comes first
+    keys = sorted((k for k in set(a) | set(b) if a.get(k, "absent") != b.get(k, "absent")),
+                  key=lambda k: (k.rsplit(".", 1)[-1] not in first, k))
     shown = [f"{k.removeprefix('lavish_backbones.').lstrip('.')}: file {a.get(k, 'absent')!r}, "
              f"model {b.get(k, 'absent')!r}" for k in keys[:limit]]
     more = f"; and {len(keys) - limit} more" if len(keys) > limit else ""
