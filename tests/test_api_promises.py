@@ -176,7 +176,7 @@ def test_bad_uses_raise_one_line_lavish_errors(ave_run, tmp_path) -> None:
 
 
 # --------------------------------------------------------------- 5 and 6. every command a function; quiet, own words
-def test_the_commands_as_functions_return_plain_data(ave_cache, tmp_path, capsys, capfd) -> None:
+def test_the_commands_as_functions_return_plain_data(ave_cache, tmp_path, capfd) -> None:
     from lavish.cli.main import main
 
     data = lavish.synthetic("ave", tmp_path / "data", num_videos=4, num_classes=2, duration_s=3)
@@ -187,9 +187,9 @@ def test_the_commands_as_functions_return_plain_data(ave_cache, tmp_path, capsys
     json.dumps(report)  # plain data
 
     info = lavish.info("ave", backbone=MICRO)
-    capsys.readouterr()
+    capfd.readouterr()
     assert main(["info", "--task", "ave", "--backbone", MICRO, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(info))  # one implementation
+    assert json.loads(capfd.readouterr().out) == json.loads(json.dumps(info))  # one implementation
     assert info["trainable_params"] + info["frozen_params"] == info["total_params"]
 
     config = lavish.AveModelConfig(backbone=MICRO)
@@ -203,7 +203,7 @@ def test_the_commands_as_functions_return_plain_data(ave_cache, tmp_path, capsys
 
     metrics = lavish.evaluate(result.adapter, ave_cache, progress=False)
     assert main(["eval", "ave", "--checkpoint", str(result.adapter), "--data", str(ave_cache), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(json.dumps(metrics))
+    assert json.loads(capfd.readouterr().out.strip().splitlines()[-1]) == json.loads(json.dumps(metrics))
 
     with pytest.raises(lavish.ConfigError) as info:  # the run folder is taken: the caller's words first
         lavish.train("ave", ave_cache, tmp_path / "run", config, lavish.AveTrainConfig(epochs=1), progress=False)
@@ -213,7 +213,7 @@ def test_the_commands_as_functions_return_plain_data(ave_cache, tmp_path, capsys
 
 def test_bench_as_a_function_returns_its_measurements(tmp_path) -> None:
     result = lavish.bench(backbone=MICRO, variants="floor,lavish2", videos=1, repeats=1, memory=False, eval=False,
-                          kernels_only=True, out=str(tmp_path / "bench.json"), plot=str(tmp_path / "bench.png"))
+                          out=str(tmp_path / "bench.json"), plot=str(tmp_path / "bench.png"))
     assert set(result["variants"]) == {"floor", "lavish2"}
     assert json.loads((tmp_path / "bench.json").read_text())["variants"].keys() == result["variants"].keys()
 
