@@ -19,6 +19,7 @@ A trained model of a task (an adapter file written by ``lavish train``)::
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -355,9 +356,9 @@ def demo(task: str = "ave", out: str | Path = "lavish-demo", *, videos: int | No
     from lavish.tasks.registry import get_task
 
     found = get_task(task)
-    values = {"videos": videos, "epochs": epochs, **{k: v for k, v in found.demo_defaults.items()}}
-    values = {**values, **{k: v for k, v in {"videos": videos, "epochs": epochs}.items() if v is not None}}
-    values.update(classes=classes, workers=workers)
+    given = {"videos": videos, "epochs": epochs}
+    values = {**found.demo_defaults, **{k: v for k, v in given.items() if v is not None}, "classes": classes,
+              "workers": workers}
     for name, value in values.items():
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name}={value!r} is not valid: it must be at least 1 (lavish demo: --{name})")
@@ -367,8 +368,6 @@ def demo(task: str = "ave", out: str | Path = "lavish-demo", *, videos: int | No
         code = found.demo(options)
     results = next((Path(out) / n for n in ("results.json", f"{found.name}-results.json")
                     if (Path(out) / n).is_file()), None)
-    import json
-
     return {"task": found.name, "out": str(out), "exit_code": int(code or 0),
             "results": json.loads(results.read_text()) if results else None}
 
