@@ -14,6 +14,7 @@ from pathlib import Path
 from serve_helpers import cli_json
 
 from lavish.cli.demo import serve_command
+from lavish.engine.registry import get_task
 from lavish.cli.main import build_parser
 from lavish.serve.models import load_models
 
@@ -65,11 +66,11 @@ def test_demo_ends_with_the_serve_command_of_its_model(ave_run, ave_layout, tmp_
     (out / "runs" / "av").mkdir(parents=True)
     shutil.copy(ave_run / "best.safetensors", out / "runs" / "av" / "best.safetensors")
     shutil.copytree(ave_layout / "AVE", out / "data" / "AVE")
-    line = serve_command(out, "ave")
+    line = serve_command(out, get_task("ave"))
     words = shlex.split(line)
     assert words == ["lavish", "serve", "--checkpoint", str(out / "runs" / "av" / "best.safetensors"),
                      "--examples", str(out / "data" / "AVE")]
-    assert serve_command(out, "avqa") is None  # an AVE file is never offered as another task's model
+    assert serve_command(out, get_task("avqa")) is None  # an AVE file is never offered as another task's model
     args = build_parser().parse_args(words[1:])  # the command as lavish parses it, and its model loads
     assert args.func.__module__ == "lavish.cli.serve" and args.host == "127.0.0.1" and args.port == 7860
     assert load_models(args.checkpoint)[0].task == "ave"

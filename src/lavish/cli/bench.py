@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from lavish.errors import ConfigError
 from lavish.bench import step as benchmark
 
 
@@ -22,14 +21,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.videos < 1 or args.repeats < 1:
-        raise ConfigError(f"--videos {args.videos} / --repeats {args.repeats}: both must be at least 1")
-    try:
-        benchmark.config_from_args(args)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    from lavish.engine.registry import input_spec
+    from lavish.api import run_bench
 
-    input_spec(args.backbone, args.task)  # unknown backbone -> one-line ConfigError
-    benchmark.main_from_args(args)
+    run_bench(args)
     return 0

@@ -43,48 +43,34 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lavish.errors import ConfigError
-    from lavish.engine.task import DemoOptions
+    from lavish.api import demo
 
-    task = TASKS[args.task]
-    for name, value in task.demo_defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    for name in ("videos", "classes", "epochs", "workers"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name} {getattr(args, name)} is not valid: it must be at least 1")
-    options = DemoOptions(out=Path(args.out), videos=args.videos, classes=args.classes, epochs=args.epochs,
-                          backbone=args.backbone, seed=args.seed, workers=args.workers, progress=args.progress)
-    code = task.demo(options)
+    code = demo(args.task, args.out, videos=args.videos, classes=args.classes, epochs=args.epochs,
+                backbone=args.backbone, seed=args.seed, workers=args.workers, progress=args.progress)["exit_code"]
     if code == 0:
-        line = serve_command(options.out, task.name)
+        line = serve_command(Path(args.out), TASKS[args.task])
         if line:
             print(f"see it in a browser: {line}")
     return code
 
 
-#: where each demo leaves the clips it made (under its ``--out``), offered as the page's examples when present
-DEMO_CLIPS = {"ave": "data/AVE", "avvp": "data/LLP_dataset/video", "avqa": "avqa-data/videos"}
-
-
-def serve_command(out: Path, task: str) -> str | None:
+def serve_command(out: Path, task) -> str | None:
     """The ``lavish serve`` command for the model a demo of ``task`` trained in ``out`` (its audio-visual run,
-    ``<out>/runs/{<task>,av}/best.safetensors``, the file's task checked), with the demo's clips as examples; None
-    when there is no such file."""
+    ``<out>/runs/{<task>,av}/best.safetensors``, the file's task checked), with the demo's clips (the task's
+    ``demo_clips`` folder) as examples; None when there is no such file."""
     from lavish.api import read_adapter_file
     from lavish.errors import LavishError
 
-    for folder in (task, "av"):
+    for folder in (task.name, "av"):
         adapter = out / "runs" / folder / "best.safetensors"
         try:
-            if adapter.is_file() and read_adapter_file(adapter)[1].get("task", "ave") == task:
+            if adapter.is_file() and read_adapter_file(adapter)[1].get("task") == task.name:
                 break
         except LavishError:
             continue
     else:
         return None
     words = ["lavish", "serve", "--checkpoint", str(adapter)]
-    clips = out / DEMO_CLIPS.get(task, "-")
-    if task in DEMO_CLIPS and clips.is_dir():
-        words += ["--examples", str(clips)]
+    if task.demo_clips and (out / task.demo_clips).is_dir():
+        words += ["--examples", str(out / task.demo_clips)]
     return shlex.join(words)

@@ -7,7 +7,6 @@ import json
 
 from lavish.cli.options import (add_model_options, add_train_options, apply_config_file, model_config_from_args,
                                 task_option_values)
-from lavish.models.accounting import account
 from lavish.engine.registry import TASKS, get_task
 
 
@@ -37,29 +36,18 @@ def model_config(args: argparse.Namespace):
     return task, model_config_from_args(task, train_args, model_values), train_args
 
 
-def build_model(args: argparse.Namespace):
-    """(task model on the meta device, one segment of dummy input, backbone name)."""
-    import torch
-
-    from lavish.media.audio import get_frontend
-    from lavish.engine.registry import input_spec
-
-    task, config, _ = model_config(args)
-    spec = input_spec(config.backbone, task.name)
-    with torch.device("meta"):
-        model = task.model_cls(config)
-    return model, task.info_inputs(config, get_frontend(spec.audio_frontend), spec.frame_size), config.backbone
-
-
 def run(args: argparse.Namespace) -> int:
-    model, inputs, backbone = build_model(args)
-    acc = account(model, backbone, inputs)
+    from lavish.api import info
+
+    _, config, _ = model_config(args)
+    result = info(args.task, config)
     if args.json:
-        print(json.dumps({"task": args.task, "adapter": model.backbone.adapter_config.to_dict(), **acc.to_dict()}))
+        print(json.dumps(result))
         return 0
+    acc = _Counts(result)
     rows = [
         ("backbone", acc.backbone),
-        ("adapter", model.backbone.adapter_config.kind),
+        ("adapter", result["adapter"]["kind"]),
         ("trainable params", f"{acc.trainable_params:,} ({acc.trainable_params / 1e6:.2f}M)"),
         ("  adapters", f"{acc.adapter_params:,}"),
         ("  task head", f"{acc.head_params:,}"),
@@ -74,3 +62,10 @@ def run(args: argparse.Namespace) -> int:
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+class _Counts:
+    """The dict of :func:`lavish.info` read by attribute, for the table."""
+
+    def __init__(self, data: dict) -> None:
+        self.__dict__.update(data)

@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
-import logging
 import os
 import sys
 import traceback
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from lavish.errors import LavishError, WriteError
+from lavish.quiet import QUIET, one_line, show_warning, user_facing_output  # noqa: F401  (names of this module before)
 from lavish.bench.allocator import keep_freed_memory
 
 #: sub-command modules, in the order ``lavish --help`` lists them
@@ -45,17 +42,6 @@ COMMANDS = (
 
 DEBUG_ENV = "LAVISH_DEBUG"
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
-
-#: (message regex, module regex) of warnings not shown: Lightning's notes about choices lavish makes on purpose
-#: (data loaders without workers by default, fewer steps than the logging interval on tiny splits, logging and
-#: checkpointing into a resumed run's folder)
-QUIET = (
-    (r".*does not have many workers", r"lightning"),
-    (r".*number of training batches .* is smaller than the logging interval", r"lightning"),
-    (r"Experiment logs directory .* exists and is not empty", r"lightning"),
-    (r"Checkpoint directory .* exists and is not empty", r"lightning"),
-)
-
 
 def build_parser() -> argparse.ArgumentParser:
     from lavish import __version__
@@ -77,56 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.register(sub)
     return parser
-
-
-def one_line(text: str, limit: int = 500) -> str:
-    """``text`` with its whitespace runs (newlines included) collapsed, cut at ``limit`` characters."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """``warnings.showwarning`` of the command: ``warning: <message>`` on stderr, one line."""
-    print(f"warning: {one_line(message)}", file=sys.stderr if file is None else file)
-
-
-def _errors_only(record: logging.LogRecord) -> bool:
-    """Handler filter: keep records of level ERROR and above."""
-    return record.levelno >= logging.ERROR
-
-
-def _torch_log_handlers() -> list[logging.Handler]:
-    """The handlers torch's logging set up (on ``torch`` and its registered children, which do not propagate)."""
-    names = ["torch", *(n for n in logging.root.manager.loggerDict if n.startswith("torch."))]
-    handlers = {id(h): h for n in names for h in getattr(logging.getLogger(n), "handlers", [])}
-    return list(handlers.values())
-
-
-@contextmanager
-def user_facing_output(debug: bool) -> Iterator[None]:
-    """While a command runs: one-line warnings without the notes in :data:`QUIET`, no INFO log lines (lavish
-    logs nothing; Lightning's say which accelerators it found, advertise, and narrate its steps), and none of
-    torch's log lines below ERROR (the compiler's notes while ``--fused-adapters`` compiles, e.g. "No CUDA runtime
-    is found", in torch's glog format with its file paths); all as before afterwards. ``debug``: everything as
-    is."""
-    disabled = logging.root.manager.disable
-    handlers = [] if debug else _torch_log_handlers()
-    with warnings.catch_warnings():
-        if not debug:
-            warnings.showwarning = show_warning
-            for message, module in QUIET:
-                warnings.filterwarnings("ignore", message=message, module=module)
-            for category in (DeprecationWarning, FutureWarning):  # Lightning's own use of torch APIs
-                warnings.filterwarnings("ignore", category=category, module=r"lightning\.")
-            logging.disable(max(disabled, logging.INFO))
-            for handler in handlers:
-                handler.addFilter(_errors_only)
-        try:
-            yield
-        finally:
-            logging.disable(disabled)
-            for handler in handlers:
-                handler.removeFilter(_errors_only)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,16 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lavish.media.audio import get_frontend
-    from lavish.engine.registry import input_spec
+    from lavish.api import prepare
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     task = TASKS[args.task]
-    spec = input_spec(args.backbone, task.name)
-    report = task.prepare(args.root, args.out, frame_size=spec.frame_size, frontend=get_frontend(spec.audio_frontend),
-                          workers=args.workers, progress=args.progress, **task_option_values(task, args, "prepare"))
-    print(f"{task.name} cache for {args.backbone}: frames {spec.frame_size[0]}x{spec.frame_size[1]}, "
-          f"audio front-end {spec.audio_frontend!r}")
-    print(report.summary())
-    return 0 if report.usable else 1
+    result = prepare(task.name, args.root, args.out, backbone=args.backbone, workers=args.workers,
+                     progress=args.progress, **task_option_values(task, args, "prepare"))
+    height, width = result["frame_size"]
+    print(f"{task.name} cache for {args.backbone}: frames {height}x{width}, audio front-end {result['frontend']!r}")
+    print(result["summary"])
+    return 0 if result["usable"] else 1

@@ -196,11 +196,11 @@ def read_manifest(cache_dir: Path | str) -> dict:
     cache_dir = Path(cache_dir)
     path = cache_dir / MANIFEST
     if not cache_dir.is_dir():
-        raise DataError(f"{cache_dir}: no such folder; make a cache with `lavish prepare TASK --root DATASET --out {cache_dir}`")
+        raise DataError(f"{cache_dir}: no such folder; make a cache with lavish.prepare(task, root, {str(cache_dir)!r}) (lavish prepare TASK --root DATASET --out {cache_dir})")
     if not path.exists():
         if (cache_dir / SETTINGS).exists():
-            raise DataError(f"{cache_dir}: cache is incomplete (prepare did not finish); rerun `lavish prepare` with --out {cache_dir} to complete it")
-        raise DataError(f"{cache_dir}: not a prepared cache (no {MANIFEST}); make one with `lavish prepare`")
+            raise DataError(f"{cache_dir}: cache is incomplete (prepare did not finish); run lavish.prepare (lavish prepare) into {cache_dir} again to complete it")
+        raise DataError(f"{cache_dir}: not a prepared cache (no {MANIFEST}); make one with lavish.prepare (lavish prepare)")
     manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         version = manifest.get("format_version") if isinstance(manifest, dict) else None
@@ -217,8 +217,8 @@ def check_manifest(cache_dir: Path | str, *, task: str, frame_size: tuple[int, i
     diff = [f"{k} {found[k]!r} (cache) vs {wanted[k]!r} (needed)" for k in wanted if found[k] != wanted[k]]
     if diff:
         raise DataError(
-            f"{cache_dir}: cache was prepared for other settings: {'; '.join(diff)}; run `lavish prepare {task}` "
-            f"with the same --backbone into a new --out folder"
+            f"{cache_dir}: cache was prepared for other settings: {'; '.join(diff)}; prepare it again "
+            f"(lavish.prepare({task!r}, ..., backbone=...); lavish prepare {task} --backbone ...) into a new folder"
         )
     return manifest
 

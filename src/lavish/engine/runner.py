@@ -273,13 +273,13 @@ def check_run_dir(out: str | Path, resume: bool) -> Path:
     out = Path(out)
     last, recorded = last_checkpoint(out), (out / RUN_CONFIG).is_file()
     if resume and not last.exists():
-        raise ConfigError(f"{out}: nothing to resume (no checkpoints/last.ckpt); start without --resume")
+        raise ConfigError(f"{out}: nothing to resume (no checkpoints/last.ckpt); start it with resume=False (lavish train: without --resume)")
     if resume and not recorded:
         raise ConfigError(f"{out}: cannot resume: {RUN_CONFIG} is missing, so the run's settings are unknown; "
-                          f"start again in a new --out folder")
+                          f"start again in a new run folder (out=; lavish train: --out)")
     if not resume and (last.exists() or (out / "results.json").exists()
                        or ((out / ADAPTER_FILE).exists() and not recorded)):
-        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        raise ConfigError(f"{out} already holds a run: continue it with resume=True (lavish train: --resume), or choose another run folder (out=; lavish train: --out)")
     remove_stale_temp_files(out, last.parent)
     return out
 
@@ -291,10 +291,10 @@ def record_run(out: Path, resume: bool, *, model: dict, train: TrainConfig, data
         try:
             recorded = json.loads(run_file.read_text())["model"]
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise ConfigError(f"{run_file}: unreadable ({type(err).__name__}: {err}); cannot check that --resume "
+            raise ConfigError(f"{run_file}: unreadable ({type(err).__name__}: {err}); cannot check that resuming "
                               "continues with the run's settings") from None
         if recorded != model:
-            raise ConfigError(f"{out}: --resume with other model settings than the run's ({run_file})")
+            raise ConfigError(f"{out}: resuming with other model settings than the run's ({run_file})")
         return
     write_json(run_file, {"model": model, "train": dataclasses.asdict(train),
                                  "data": str(Path(data).resolve()), "meta": meta})

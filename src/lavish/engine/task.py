@@ -147,6 +147,11 @@ class Task(ABC):
     demo_backbone: ClassVar[str] = "lavish_vit_micro_patch8_64"
     demo_defaults: ClassVar[dict[str, int]] = {"videos": 48, "epochs": 6}
     """``lavish demo TASK`` settings where the command line gives none"""
+    synthetic: ClassVar[Callable[..., Any] | None] = None
+    """``synthetic(out, **options) -> folder``: a small synthetic dataset in the task's official layout
+    (:func:`lavish.synthetic`, the demo's data)"""
+    demo_clips: ClassVar[str | None] = None
+    """folder (under the demo's ``--out``) of the clips the demo made, offered as examples by ``lavish serve``"""
     real_run: ClassVar[str] = ""
     """what the demo prints at the end: how to run the task on the real dataset"""
 

@@ -90,7 +90,7 @@ def load(checkpoint: str | Path, *, task: "str | Task | None" = None, backbone_w
                               f"(it knows {', '.join(TASKS)})")
     file_task = get_task(found)
     if task is not None and resolve_task(task).name != found:
-        raise ConfigError(f"checkpoint {checkpoint} is a {found!r} model, not an {resolve_task(task).name.upper()} one")
+        raise CheckpointError(f"checkpoint {checkpoint} is a {found!r} model, not an {resolve_task(task).name.upper()} one")
     try:
         model_config = file_task.model_config_cls.from_dict(config)
     except (TypeError, KeyError, ValueError, AttributeError, LavishError) as err:

@@ -303,11 +303,18 @@ def _to_rgb(frame, size: tuple[int, int]) -> np.ndarray:
 def decode_clip(
     path: str | os.PathLike,
     *,
-    num_segments: int | None,
-    frame_size: tuple[int, int],
-    frontend: AudioFrontend | str,
+    num_segments: int | None = None,
+    frame_size: tuple[int, int] = (192, 192),
+    frontend: AudioFrontend | str = "ave",
 ) -> Clip:
     """Decode one video into T frames (at :func:`frame_times`) and T audio images (``frontend``).
+
+    num_segments: T (None: one per second of the video); frame_size: (H, W) of the frames; frontend: a name of
+    :data:`lavish.media.audio.AUDIO_FRONTENDS` or a front-end. The defaults are those of the paper's AVE backbone
+    (Swin-V2-L, 192x192, the "ave" front-end); ``lavish.input_spec(backbone, task)`` gives another backbone's, and
+    :func:`lavish.load_inputs` goes from a file to a backbone's normalised inputs in one call. Returns a
+    :class:`Clip`: ``frames`` (T, H, W, 3) uint8 RGB, ``spectrograms`` (T, F, M) float32, ``times``, ``duration``,
+    ``has_audio``.
 
     The audio is decoded first: the frame instants are the centres of its windows, which depend on its length.
     """

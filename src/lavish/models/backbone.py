@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from lavish.errors import ConfigError
+from lavish.errors import ConfigError, ShapeError
 from lavish.models import micro  # noqa: F401  (registers the demo backbones)
 from lavish.models.adapters import AdapterConfig, LavishConfig, MODALITIES, Streams
 from lavish.models.adapters.fused import fusable, joint_added, position_added
@@ -141,9 +141,39 @@ def create_backbone(name: str, *, pretrained: bool = False, weights: str | Path 
     except Exception as err:  # noqa: BLE001  (offline hub errors come in many types)
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(
-            f"cannot download pretrained weights for {name} ({first}): pass a local timm checkpoint with "
-            f"--backbone-weights PATH, or train from scratch with --no-pretrained"
+            f"cannot download pretrained weights for {name} ({first}): give a local timm checkpoint "
+            f"(weights=PATH; lavish train: --backbone-weights PATH), or use random weights on purpose "
+            f"(pretrained=False; lavish train: --no-pretrained)"
         ) from None
+
+
+#: the files of a :meth:`LavishBackbone.save_pretrained` folder (peft's names)
+PRETRAINED_WEIGHTS = "adapter_model.safetensors"
+PRETRAINED_CONFIG = "adapter_config.json"
+
+
+def micro_backbone(name: str) -> bool:
+    """Whether ``name`` is one of lavish's micro demo backbones (random by design: no pretrained weights exist)."""
+    from lavish.models.input_spec import describe
+
+    return describe(name).micro
+
+
+def frame_stats(model: nn.Module | str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per RGB channel that timm model ``model`` (built, or a name) was pretrained with, from timm's
+    pretrained config (for a name: of its default pretrained tag, :func:`full_name`); ImageNet's when none is
+    recorded."""
+    from lavish.media.frames import IMAGENET_MEAN, IMAGENET_STD
+
+    if isinstance(model, str):
+        cfg = timm.get_pretrained_cfg(full_name(model))
+        cfg = cfg.to_dict() if cfg is not None else {}
+    else:
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+    mean, std = cfg.get("mean"), cfg.get("std")
+    if not (mean and std and len(mean) == 3 and len(std) == 3):
+        return IMAGENET_MEAN, IMAGENET_STD
+    return tuple(float(x) for x in mean), tuple(float(x) for x in std)
 
 
 @dataclass
@@ -197,6 +227,13 @@ class LavishBackbone(nn.Module):
         self.batch_streams = batch_streams
         self.units: list[Unit] = self.family.units()
         self.slots = nn.ModuleList(self.adapter_config.build_slots(u.dim, modalities) for u in self.units)
+        # what unwrap() gives back: the user's requires_grad flags and the attention settings LoRA changes
+        self._user_state = ({n: p.requires_grad for n, p in backbone.named_parameters()},
+                            {n: m.qkv_bias_separate for n, m in backbone.named_modules()
+                             if hasattr(m, "qkv_bias_separate")})
+        self.frame_mean, self.frame_std = frame_stats(backbone)
+        self.pretrained: bool | None = None
+        """whether the frozen weights are pretrained (set by ``lavish.wrap`` for a name; None: not known)"""
         for param in backbone.parameters():
             param.requires_grad = False
         self.adapter_config.prepare_backbone(backbone)
@@ -339,8 +376,12 @@ class LavishBackbone(nn.Module):
                 return_stages: bool = False) -> BackboneOutput:
         """audio: (B', F, M) spectrograms (normalised) or None; visual: (B', 3, H, W) normalised frames or None.
 
-        The streams that run are those of ``modalities``; the other input is ignored (may be None).
+        The streams that run are those of ``modalities``; the other input is ignored (may be None). Inputs of the
+        wrong rank, dtype or size, mismatched batch sizes or swapped streams raise :class:`lavish.ShapeError`
+        naming what was expected and what was given (checks of static shapes only: free, and traced away by
+        ``torch.compile``).
         """
+        self.check_inputs(audio, visual)
         fam = self.family
         a, grid_a = fam.embed(self.audio_image(audio)) if "a" in self.modalities else (None, None)
         v, grid_v = fam.embed(visual) if "v" in self.modalities else (None, None)
@@ -374,6 +415,34 @@ class LavishBackbone(nn.Module):
             stages[-1] = fam.spatial(v, grid)  # the last map after the final norm
         return BackboneOutput(a, v, stages)
 
+    def check_inputs(self, audio: torch.Tensor | None, visual: torch.Tensor | None) -> None:
+        """Raise :class:`~lavish.errors.ShapeError` unless the streams that run get (B', F, M) spectrograms and
+        (B', 3, H, W) frames at the model's size ``img_size``, floating point, with the same B'. Only shapes and
+        dtypes are read (never values), so the check costs nothing and compiles to nothing."""
+        h, w = self.img_size
+        want_v = f"frames (B', 3, {h}, {w})"
+        if "v" in self.modalities:
+            _check_tensor("frames", visual, want_v)
+            if visual.dim() == 3 and "a" in self.modalities and audio is not None and audio.dim() == 4:
+                raise ShapeError(f"streams swapped: got frames of shape {_shape(visual)} and spectrograms of shape "
+                                 f"{_shape(audio)}; call backbone(spectrograms (B', F, M), {want_v})")
+            if visual.dim() != 4 or visual.shape[1] != 3:
+                hint = " (fold time into the batch: B' = B * T)" if visual.dim() == 5 else ""
+                raise ShapeError(f"expected {want_v}, got frames of shape {_shape(visual)}{hint}")
+            if tuple(visual.shape[-2:]) != (h, w):
+                raise ShapeError(f"frames of {visual.shape[-2]}x{visual.shape[-1]} given to a {h}x{w} backbone: "
+                                 f"expected {want_v} (lavish.input_spec(name).frame_size), got {_shape(visual)}")
+        if "a" in self.modalities:
+            _check_tensor("spectrograms", audio, "spectrograms (B', F, M)")
+            if audio.dim() != 3:
+                hint = " (fold time into the batch: B' = B * T)" if audio.dim() == 4 and audio.shape[1] != 3 else ""
+                if audio.dim() == 4 and audio.shape[1] == 3:
+                    hint = "; streams swapped? call backbone(spectrograms, frames)"
+                raise ShapeError(f"expected spectrograms (B', F, M), got shape {_shape(audio)}{hint}")
+        if self.modalities == "av" and audio.shape[0] != visual.shape[0]:
+            raise ShapeError(f"batch sizes differ: {audio.shape[0]} spectrograms and {visual.shape[0]} frames "
+                             f"(row i of each must be the same segment)")
+
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B', N, D) -> (B', D): timm's pre-logits feature (Swin: mean of tokens, ViT: class token, as the authors)."""
         return self.family.pool(tokens)
@@ -382,6 +451,141 @@ class LavishBackbone(nn.Module):
         """What training changes, for an optimiser: the adapters (and, for LoRA / BitFit / norm tuning, the
         backbone parameters the adapter kind unfroze). Everything else stays frozen."""
         return [p for p in self.parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------------------------- what a peft user reaches for
+    @property
+    def frame_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) per RGB channel the frames must be normalised with (the backbone's pretraining statistics,
+        from timm's pretrained config; ImageNet's when it has none): ``lavish.normalize_frames(frames,
+        *backbone.frame_stats)``. Recorded in adapter files; a file without them sets ImageNet's on load."""
+        return tuple(self.frame_mean), tuple(self.frame_std)
+
+    @property
+    def backbone_name(self) -> str:
+        """The timm architecture name of the frozen model (its class name when it has no timm config)."""
+        return getattr(self.backbone, "pretrained_cfg", {}).get("architecture") or type(self.backbone).__name__
+
+    def print_trainable_parameters(self) -> None:
+        """Print ``trainable params: N || all params: M || trainable%: P`` (as peft's method does)."""
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        print(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}")
+
+    def pretrained_config(self) -> dict:
+        """What :meth:`save_pretrained` writes as ``adapter_config.json``."""
+        from lavish import __version__
+
+        return {"lavish_version": __version__, "backbone": self.backbone_name, "family": self.family.name,
+                "pretrained": self.pretrained, "adapter": self.adapter_config.to_dict(),
+                "modalities": self.modalities, "frame_mean": list(self.frame_mean), "frame_std": list(self.frame_std)}
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``directory/adapter_model.safetensors`` (the adapter file of :func:`lavish.save_adapter`) and
+        ``directory/adapter_config.json`` (readable settings: backbone, adapter kind and fields, modalities, frame
+        statistics), the layout peft users share; :meth:`from_pretrained` rebuilds the model. Returns the folder."""
+        import json
+
+        from lavish.fileio import write_json
+        from lavish.models.weights import file_config, save_adapter
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_adapter(self, directory / PRETRAINED_WEIGHTS, file_config(self))
+        write_json(directory / PRETRAINED_CONFIG, json.loads(json.dumps(self.pretrained_config())))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, backbone: nn.Module | str | None = None, *,
+                        pretrained: bool | None = None, weights: str | Path | None = None) -> "LavishBackbone":
+        """The model :meth:`save_pretrained` wrote into ``directory``: the frozen backbone from ``backbone`` (a
+        built timm model, or a name), else the recorded name (pretrained as it was saved: timm's weights for a real
+        name, random for a micro one; ``pretrained`` / ``weights`` override), with the saved adapters loaded."""
+        import json
+
+        from lavish.errors import CheckpointError
+        from lavish.models.adapters import config_from_dict
+        from lavish.models.weights import file_config, load_adapter_into
+
+        directory = Path(directory)
+        path = directory / PRETRAINED_CONFIG
+        try:
+            config = json.loads(path.read_text())
+            adapter = config_from_dict(config["adapter"])
+            name, modalities = config["backbone"], config["modalities"]
+        except FileNotFoundError:
+            raise CheckpointError(f"{directory} holds no {PRETRAINED_CONFIG} (not a save_pretrained folder)") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise CheckpointError(f"{path} is not a valid adapter config ({type(err).__name__}: {err})") from None
+        if backbone is None or isinstance(backbone, str):
+            name = backbone or name
+            if pretrained is None:
+                recorded = config.get("pretrained")
+                pretrained = (not micro_backbone(name)) if recorded is None else bool(recorded)
+            backbone = create_backbone(name, pretrained=pretrained or weights is not None, weights=weights)
+        model = cls(backbone, adapter, modalities=modalities)
+        model.pretrained = pretrained
+        load_adapter_into(model, directory / PRETRAINED_WEIGHTS, file_config(model))
+        return model
+
+    def unwrap(self) -> nn.Module:
+        """The user's timm model back: LoRA layers removed (not merged), every parameter's ``requires_grad`` and
+        the attention settings as they were before wrapping; the frozen weights untouched. This LavishBackbone is
+        not usable afterwards."""
+        self._remove_lora(merge=False)
+        grads, separate = self._user_state
+        for name, param in self.backbone.named_parameters():
+            param.requires_grad = grads.get(name, param.requires_grad)
+        for name, module in self.backbone.named_modules():
+            if name in separate:
+                module.qkv_bias_separate = separate[name]
+        return self.backbone
+
+    def merge_and_unload(self) -> nn.Module:
+        """For the LoRA kind injected into the backbone (``lora_attn``): fold each LoRA update into the weight it
+        adapts (W + B A * alpha / r) and return the plain timm model, whose forward then equals this model's on a
+        single stream. Other kinds are refused in one :class:`~lavish.errors.ConfigError` line with the reason."""
+        kind = self.adapter_config.kind
+        if kind != "lora_attn":
+            reason = {
+                "lavish": "its cross-modal adapters read the other stream's tokens through latent tokens, a function "
+                          "of both inputs that no weight of a single-stream model can hold",
+                "avish": "its cross-modal adapters read the other stream's tokens, which no single-stream weight holds",
+                "none": "it has no adapters to merge",
+            }.get(kind, "its bottleneck adapters have normalisation, non-linearities and gates between their "
+                        "projections, so they are no linear update of a frozen weight")
+            raise ConfigError(f"merge_and_unload() does not apply to adapter {kind!r}: {reason}; only 'lora_attn' "
+                              f"(LoRA inside the frozen projections) merges; use unwrap() for the plain timm model")
+        self._remove_lora(merge=True)
+        for param in self.backbone.parameters():
+            param.requires_grad = False
+        return self.backbone
+
+    def _remove_lora(self, merge: bool) -> None:
+        """Replace every peft LoRA layer in the backbone by its base layer (merged into it first when ``merge``)."""
+        try:
+            from peft.tuners.lora import LoraLayer
+        except ImportError:  # pragma: no cover - peft is a dependency
+            return
+        for name, module in list(self.backbone.named_modules()):
+            if isinstance(module, LoraLayer):
+                if merge:
+                    module.merge()
+                parent_name, _, child = name.rpartition(".")
+                parent = self.backbone.get_submodule(parent_name) if parent_name else self.backbone
+                setattr(parent, child, module.get_base_layer())
+
+
+def _shape(x: torch.Tensor) -> tuple[int, ...]:
+    return tuple(int(n) for n in x.shape)
+
+
+def _check_tensor(what: str, x, expected: str) -> None:
+    """ShapeError unless ``x`` is a floating-point tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise ShapeError(f"expected {expected} as a tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        hint = " (uint8 frames: lavish.normalize_frames(frames))" if what == "frames" else ""
+        raise ShapeError(f"expected floating-point {what}, got dtype {str(x.dtype).replace('torch.', '')}{hint}")
 
 
 def _with_memory_budget(compiled, budget: float):

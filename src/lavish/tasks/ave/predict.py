@@ -56,7 +56,7 @@ class AvePrediction(Prediction):
         for first, audio, frames in self.chunks(window, self.size):
             b, t = audio.shape[:2]
             extra = None if self.extra is None else self.extra[first:first + b * t].reshape(b, t, -1)
-            probs = self.model(audio, normalize_frames(frames), extra).softmax(-1).reshape(b * t, -1)
+            probs = self.model(audio, normalize_frames(frames, *self.model.backbone.frame_stats), extra).softmax(-1).reshape(b * t, -1)
             best, idx = probs.max(-1)
             for i, (k, p) in enumerate(zip(idx.tolist(), best.tolist())):
                 self.seconds.append({"second": first + i, "label": self.classes[k], "probability": round(p, 4)})

@@ -33,6 +33,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lavish.data.cache import CacheDataset
 from lavish.tasks.ave.prepare import prepare_ave
+from lavish.tasks.ave.synthetic import make_synthetic_ave
 from lavish.errors import DataError
 from lavish.media.frames import normalize_frames
 from lavish.engine.module import TaskModule, head_and_adapter_groups
@@ -60,6 +61,7 @@ class AveTask(Task):
     """Audio-visual event localisation: a label (28 events + background) for every second of a 10-s video."""
 
     name = "ave"
+    demo_clips = "data/AVE"
     order = 0
     family_frontends = {"vit": "ave_vit"}  # the authors' ViT AVE front-end (128 mel bins, 10 ms shift)
     title = "audio-visual event localisation (AVE)"
@@ -68,6 +70,7 @@ class AveTask(Task):
     train_config_cls = AveTrainConfig
     data_module_cls = AveDataModule
     prepare = staticmethod(prepare_ave)
+    synthetic = staticmethod(make_synthetic_ave)
     monitor = "acc"
     lr_help = "adapter learning rate"
     predict_outputs = ("plot",)
@@ -133,7 +136,7 @@ class AveTask(Task):
     # ---------------------------------------------------------------------------------------------- model
     def forward(self, model: AveModel, batch: dict) -> torch.Tensor:
         """Logits (B, T, K)."""
-        return model(batch["audio"], normalize_frames(batch["frames"]), batch.get("extra"))
+        return model(batch["audio"], normalize_frames(batch["frames"], *model.backbone.frame_stats), batch.get("extra"))
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         return ave_loss(logits, batch["labels"])
@@ -184,7 +187,6 @@ class AveTask(Task):
         from lavish.engine.plots import plot_bars
         from lavish.fileio import write_json
         from lavish.models.adapters import PRESETS
-        from lavish.tasks.ave.synthetic import make_synthetic_ave
 
         demo = Demo(self, options, steps=5, min_videos=10,
                     why="the demo needs at least 10 (train/val/test splits)")

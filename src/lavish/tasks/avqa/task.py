@@ -46,6 +46,7 @@ from lavish.tasks.avqa.metrics import AvqaEvaluation, format_table
 from lavish.tasks.avqa.model import AvqaModel, AvqaModelConfig, AvqaOutput, avqa_loss
 from lavish.tasks.avqa.plots import plot_attention
 from lavish.tasks.avqa.prepare import prepare_avqa
+from lavish.tasks.avqa.synthetic import make_synthetic_avqa
 
 LR_RULES = {"constant": lambda r: 1.0, "sqrt": math.sqrt, "linear": lambda r: r}
 
@@ -134,7 +135,7 @@ def ask(model: AvqaModel, meta: dict, video: str | Path, question: str, *, top_k
     stream = VideoStream(video, num_segments=int(meta.get("num_segments", 10)), frame_size=tuple(meta["frame_size"]),
                          frontend=meta["frontend"])  # T segments over the whole video, decoded in bounded memory
     (clip,) = stream.windows(stream.num_segments)
-    frames = normalize_frames(torch.from_numpy(clip.frames))[None]
+    frames = normalize_frames(torch.from_numpy(clip.frames), *model.backbone.frame_stats)[None]
     audio = torch.from_numpy(clip.spectrograms)[None]
     out = model(audio, frames, torch.from_numpy(ids)[None])
     probs = out.logits[0].float().softmax(-1)
@@ -172,6 +173,7 @@ class AvqaTask(Task):
     """Audio-visual question answering: one of 42 answers to a question about a 60-s music video."""
 
     name = "avqa"
+    demo_clips = "avqa-data/videos"
     order = 2
     title = "audio-visual question answering (MUSIC-AVQA)"
     unit = "questions"
@@ -180,6 +182,7 @@ class AvqaTask(Task):
     train_config_cls = AvqaTrainConfig
     data_module_cls = AvqaDataModule
     prepare = staticmethod(prepare_avqa)
+    synthetic = staticmethod(make_synthetic_avqa)
     summary = (("overall", "accuracy"),)
     monitor = "acc"
     eval_loss = False  # validation has no negatives: its loss is not the training loss
@@ -218,8 +221,8 @@ class AvqaTask(Task):
                 torch.zeros(1, avqa.MAX_LEN, dtype=torch.long, device="meta"))
 
     def forward(self, model: AvqaModel, batch: dict) -> AvqaOutput:
-        negatives = normalize_frames(batch["negatives"]) if "negatives" in batch else None
-        return model(batch["audio"], normalize_frames(batch["frames"]), batch["question"], negatives)
+        negatives = normalize_frames(batch["negatives"], *model.backbone.frame_stats) if "negatives" in batch else None
+        return model(batch["audio"], normalize_frames(batch["frames"], *model.backbone.frame_stats), batch["question"], negatives)
 
     def loss(self, out: AvqaOutput, batch: dict) -> torch.Tensor:
         return avqa_loss(out, batch["answer"])
@@ -287,7 +290,6 @@ class AvqaTask(Task):
         from lavish.engine.demo import Demo
         from lavish.fileio import write_json
         from lavish.models.adapters import PRESETS
-        from lavish.tasks.avqa.synthetic import make_synthetic_avqa
 
         demo = Demo(self, options, steps=4, data="avqa-data", cache="avqa-cache")
         demo.dataset(f"synthetic MUSIC-AVQA-layout dataset: {options.videos} videos", "avqa-test.json",

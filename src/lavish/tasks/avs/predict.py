@@ -57,7 +57,7 @@ class AvsPrediction(Prediction):
     def update(self, window: Window) -> None:
         masks = []
         for _, audio, frames in self.chunks(window, self.size):
-            logits = self.model(audio, normalize_frames(frames))
+            logits = self.model(audio, normalize_frames(frames, *self.model.backbone.frame_stats))
             masks.append((torch.sigmoid(logits) > 0.5).reshape(-1, *logits.shape[-2:]).numpy())
         masks = np.concatenate(masks)
         self.coverage += [round(float(m.mean()), 4) for m in masks]

@@ -31,6 +31,7 @@ from lavish.tasks.avs.dataset import AvsDataModule
 from lavish.tasks.avs.metrics import AvsEvaluation, AvsFScore, AvsMIoU, baseline_scores
 from lavish.tasks.avs.model import TPAVI_PRESETS, AvsModel, AvsModelConfig, avs_loss
 from lavish.tasks.avs.prepare import prepare_avs
+from lavish.tasks.avs.synthetic import make_synthetic_avs
 from lavish.tasks.avs.predict import AvsPrediction
 
 
@@ -56,6 +57,7 @@ class AvsTask(Task):
     train_config_cls = AvsTrainConfig
     data_module_cls = AvsDataModule
     prepare = staticmethod(prepare_avs)
+    synthetic = staticmethod(make_synthetic_avs)
     summary = (("miou", "mIoU"), ("fscore", "F-score"))
     monitor = "miou"
     lr_help = "learning rate of everything trainable"
@@ -96,7 +98,7 @@ class AvsTask(Task):
 
     def forward(self, model: AvsModel, batch: dict) -> torch.Tensor:
         """Mask logits (B, T, H_m, W_m)."""
-        return model(batch["audio"], normalize_frames(batch["frames"]))
+        return model(batch["audio"], normalize_frames(batch["frames"], *model.backbone.frame_stats))
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         return avs_loss(logits, batch["masks"], batch["annotated"])
@@ -138,7 +140,6 @@ class AvsTask(Task):
         from lavish.media.decode import read_audio
         from lavish.media.writer import write_video
         from lavish.tasks.avs.layout import read_avs
-        from lavish.tasks.avs.synthetic import make_synthetic_avs
 
         demo = Demo(self, options, steps=5, min_videos=12, why="the AVS demo needs at least 12")
         demo.dataset(f"synthetic AVSBench-S4 dataset: {options.videos} clips", "s4_meta_data.csv",

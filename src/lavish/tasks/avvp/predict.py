@@ -60,7 +60,7 @@ class AvvpPrediction(Prediction):
     @torch.no_grad()
     def update(self, window: Window) -> None:
         for first, audio, frames in self.chunks(window, self.size):
-            out = self.model(audio, normalize_frames(frames))
+            out = self.model(audio, normalize_frames(frames, *self.model.backbone.frame_stats))
             for b in range(audio.shape[0]):
                 h, v = clip_predictions(out.audio_prob[b], out.visual_prob[b], out.global_prob[b])
                 self.heard.append(h.astype(bool))

@@ -40,6 +40,7 @@ from lavish.tasks.avvp.dataset import AvvpCacheDataset, AvvpDataModule
 from lavish.tasks.avvp.metrics import AvvpEvaluation, AvvpF1, format_table
 from lavish.tasks.avvp.model import AvvpModel, AvvpModelConfig, avvp_loss
 from lavish.tasks.avvp.prepare import prepare_avvp
+from lavish.tasks.avvp.synthetic import make_synthetic_llp
 from lavish.tasks.avvp.predict import AvvpPrediction
 from lavish.engine.predict import min_duration_option
 
@@ -82,8 +83,10 @@ class AvvpTask(Task):
     train_config_cls = AvvpTrainConfig
     data_module_cls = AvvpDataModule
     prepare = staticmethod(prepare_avvp)
+    synthetic = staticmethod(make_synthetic_llp)
     adapter_preset = "ave"  # 1-s segments of both streams, as AVE
     demo_defaults = {"videos": 80, "epochs": 12}  # weak labels: it takes ~150 steps before the micro model parses
+    demo_clips = "data/LLP_dataset/video"
     monitor = "seg_type_av"
     summary = (("seg_type_av", "segment-level Type@AV F1"), ("event_type_av", "event-level Type@AV F1"),
                ("seg_audio", "audio F1"), ("seg_visual", "visual F1"), ("seg_av", "audio-visual F1"))
@@ -135,7 +138,7 @@ class AvvpTask(Task):
 
     # ---------------------------------------------------------------------------------------------- model
     def forward(self, model: AvvpModel, batch: dict):
-        return model(batch["audio"], normalize_frames(batch["frames"]))
+        return model(batch["audio"], normalize_frames(batch["frames"], *model.backbone.frame_stats))
 
     def model_loss(self, model: AvvpModel, out, batch: dict) -> torch.Tensor:
         return avvp_loss(out, batch["labels"], label_smoothing=model.config.label_smoothing)
@@ -186,7 +189,6 @@ class AvvpTask(Task):
         from lavish.engine.demo import Demo
         from lavish.fileio import write_json
         from lavish.models.adapters import PRESETS
-        from lavish.tasks.avvp.synthetic import make_synthetic_llp
 
         demo = Demo(self, options, steps=5, min_videos=12,
                     why="the demo needs at least 12 (train/val/test splits of 3 clips or more)")
