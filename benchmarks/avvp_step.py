@@ -35,7 +35,7 @@ def child(backbone: str, clips: int, checkpointing: str, repeats: int, device: s
     from lavish.tasks.avvp.model import AvvpModel, AvvpModelConfig, avvp_loss
     from lavish.models.input_spec import input_spec
     from lavish.media.audio import get_frontend
-    from lavish.bench.allocator import keep_freed_memory
+    from lavish.benchmarking.allocator import keep_freed_memory
 
     keep_freed_memory()  # as `lavish train` does: reuse freed activation buffers instead of page-faulting them in
     torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """Benchmark: data-loading time of AVE training, per DataLoader worker count (issue 8, data side).
 
-Reads a prepared AVE cache through the training DataLoader (:mod:`lavish.bench.loader`), prints a table
+Reads a prepared AVE cache through the training DataLoader (:mod:`lavish.benchmarking.loader`), prints a table
 and writes bench-results/data_loading.json (or --out):
 
     python benchmarks/data_loading.py --data CACHE [--batch-size 2] [--workers 0,1,2] [--batches 30]
@@ -20,7 +20,7 @@ import torch
 
 from lavish.fileio import write_json
 from lavish.errors import LavishError
-from lavish.bench.loader import DEFAULT_WORKERS, loading_table, measure_loading
+from lavish.benchmarking.loader import DEFAULT_WORKERS, loading_table, measure_loading
 
 
 def main() -> int:

@@ -23,7 +23,7 @@ sys.path.insert(0, "tests/models")
 from backbone_helpers import activate_post_norms, open_gates
 from lavish.models.adapters import adapter_config
 from lavish.models.backbone import LavishBackbone, create_backbone
-from lavish.bench.profiling import count_kernels
+from lavish.benchmarking.profiling import count_kernels
 
 def make(fused):
     m = LavishBackbone(activate_post_norms(create_backbone("lavish_swinv2_micro_window4_64", drop_path_rate=0.0)),
@@ -56,7 +56,7 @@ for bb in swinv2_base_window12_192 swinv2_large_window12_192; do
   for videos in 2 8; do
     variants=floor,lavish2,lavish2+fused,lavish2+graphs,lavish2+ckpt
     [ "$videos" = 8 ] && variants=floor,lavish2,lavish2+graphs
-    timeout 240 python -m lavish.bench.step --device cuda --precision bf16-mixed --backbone "$bb" \
+    timeout 240 python -m lavish.benchmarking.step --device cuda --precision bf16-mixed --backbone "$bb" \
       --videos "$videos" --variants "$variants" --repeats 5 --no-eval \
       --out "$OUT/train_step_${bb}_cuda_bf16_${videos}v_issue16.json" || echo "bench $bb $videos videos failed or timed out"
   done
@@ -65,7 +65,7 @@ done
 # 3. the whole step compiled and replayed as CUDA graphs (floor and LAVISH alike), 2 videos, bf16; the whole-model
 # compile takes minutes cold, so each gets its own time limit and the tables above come first
 for bb in swinv2_large_window12_192 swinv2_base_window12_192; do
-  timeout 420 python -m lavish.bench.step --device cuda --precision bf16-mixed --backbone "$bb" \
+  timeout 420 python -m lavish.benchmarking.step --device cuda --precision bf16-mixed --backbone "$bb" \
     --videos 2 --variants floor,lavish2,floor+capture,lavish2+capture --repeats 5 --no-eval \
     --out "$OUT/train_step_${bb}_cuda_bf16_2v_capture_issue16.json" || echo "bench capture $bb failed or timed out"
 done

@@ -6,7 +6,7 @@ backbone's forward on B' = videos x segments audio and visual images, mean-poole
 squared-error loss, backward, AdamW: the task heads are left out, so that only what scales with the backbone is
 timed. Floor = the same backbone without adapters but with its LayerNorm affines trainable, which makes the
 backward run through every frozen block (the adapters' floor; the extra LayerNorm gradients are < 0.1 % of the
-FLOPs). Memory = the activations autograd keeps for backward (``lavish.bench.step.saved_activation_mb``:
+FLOPs). Memory = the activations autograd keeps for backward (``lavish.benchmarking.step.saved_activation_mb``:
 exact and allocator-independent).
 
 Sweeps (one factor at a time from the base point: 1 video x 10 segments, m = 2, the backbone's image size):
@@ -35,9 +35,9 @@ from torch import nn
 
 from lavish.models.adapters import PRESETS, NoAdapterConfig
 from lavish.models.backbone import LavishBackbone, create_backbone
-from lavish.bench.allocator import keep_freed_memory
+from lavish.benchmarking.allocator import keep_freed_memory
 from lavish.models.input_spec import input_spec
-from lavish.bench.step import RESULTS, Stepper, saved_activation_mb, write_json
+from lavish.benchmarking.step import RESULTS, Stepper, saved_activation_mb, write_json
 
 SWEEPS = {
     "segments": (2, 5, 10, 20),

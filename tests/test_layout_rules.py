@@ -29,8 +29,8 @@ ALLOWED = {
     ("media/audio.py", "ave_vit"), ("media/audio.py", "_AVE_MEAN"), ("media/audio.py", "_AVE_STD"),
 }
 #: layer of each top-level part; a module may import its own layer and lower ones
-LAYERS = {"errors": 0, "fileio": 0, "media": 1, "data": 2, "models": 3, "engine": 4, "tasks": 5, "api": 6,
-          "bench": 6, "cli": 7, "__init__": 8, "__main__": 8}
+LAYERS = {"errors": 0, "fileio": 0, "quiet": 0, "media": 1, "data": 2, "models": 3, "engine": 4, "tasks": 5, "api": 6,
+          "benchmarking": 6, "serve": 7, "cli": 7, "__init__": 8, "__main__": 8}
 
 _WORD = re.compile(r"(?:^|_)(" + "|".join(TASK_WORDS) + r")(?:_|$)|^(" +
                    "|".join(w.capitalize() for w in TASK_WORDS) + r")[A-Z]|[a-z](" +

@@ -374,7 +374,7 @@ def bench(*, task: str = "ave", **options: Any) -> dict:
     import contextlib
     import io
 
-    from lavish.bench import step as benchmark
+    from lavish.benchmarking import step as benchmark
 
     parser = argparse.ArgumentParser()
     benchmark.add_arguments(parser)
@@ -393,7 +393,7 @@ def bench(*, task: str = "ave", **options: Any) -> dict:
 def run_bench(args: Any) -> dict:
     """:func:`bench` of parsed ``lavish bench`` options (what the command runs): checks them, measures, prints the
     table (or the JSON with ``args.json``) and returns the result."""
-    from lavish.bench import step as benchmark
+    from lavish.benchmarking import step as benchmark
     from lavish.engine.registry import input_spec
 
     if args.task != benchmark.TASK:

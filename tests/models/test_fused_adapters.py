@@ -4,7 +4,7 @@ Checked as the other levers are (test_levers.py): against today's eager adapters
 gradients of every trainable parameter and the BatchNorm running statistics, in train mode with open gates. The
 adapter forward compiles without graph breaks (``torch._dynamo.explain``) and with ``fullgraph=True``, which refuses
 any tensor read by Python (``.item()``, ``if t``): the region makes no host sync. The kernel counts come from
-:mod:`lavish.bench.profiling`. Compiling with inductor needs a C++ compiler and takes about a minute on 2 cores:
+:mod:`lavish.benchmarking.profiling`. Compiling with inductor needs a C++ compiler and takes about a minute on 2 cores:
 one small backbone is compiled here, once.
 """
 
@@ -19,7 +19,7 @@ from lavish.models.adapters import PRESETS, adapter_config
 from lavish.models.adapters.fused import fusable, joint_added, position_added
 from lavish.models.adapters.slots import Streams, add_deltas
 from lavish.models.backbone import LavishBackbone, create_backbone, fused_adapters_mode
-from lavish.bench.profiling import count_kernels, kernel_profile
+from lavish.benchmarking.profiling import count_kernels, kernel_profile
 
 VIT = "lavish_vit_micro_patch8_64"
 

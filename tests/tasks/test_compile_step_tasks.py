@@ -5,7 +5,7 @@ eager model's outputs and gradients.
 
 Traced with the "aot_eager" backend (the same dynamo capture and AOTAutograd forward / backward split as inductor,
 without its minutes of C++ code generation per model on 2 cores); inductor itself runs end to end in
-tests/cli/test_compiled_training.py (AVE training) and tests/bench/test_benchmark.py (the bench's ``+compile``)."""
+tests/cli/test_compiled_training.py (AVE training) and tests/benchmarking/test_benchmark.py (the bench's ``+compile``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``lavish bench``: training-step cost of the adapter methods against the frozen-backbone floor (issue 8).
 
-The measurement code is :mod:`lavish.bench.step` (also runnable as ``python -m lavish.bench.step`` or
+The measurement code is :mod:`lavish.benchmarking.step` (also runnable as ``python -m lavish.benchmarking.step`` or
 ``python benchmarks/train_step.py``); this command runs it with the same options and prints its table, or one
 JSON object with ``--json``. See docs/performance.md for the method and the measured numbers.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from lavish.bench import step as benchmark
+from lavish.benchmarking import step as benchmark
 
 
 def register(sub) -> None:

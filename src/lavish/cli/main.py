@@ -25,7 +25,7 @@ import traceback
 
 from lavish.errors import LavishError, WriteError
 from lavish.quiet import QUIET, one_line, show_warning, user_facing_output  # noqa: F401  (names of this module before)
-from lavish.bench.allocator import keep_freed_memory
+from lavish.benchmarking.allocator import keep_freed_memory
 
 #: sub-command modules, in the order ``lavish --help`` lists them
 COMMANDS = (

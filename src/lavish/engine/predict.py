@@ -479,10 +479,7 @@ class TimelinePages:
         return {"plot": self.drawn[0], **({"plots": self.drawn} if self.pages > 1 else {})}
 
 
-def min_duration_option():
-    """``--min-duration S``, the predict option of the tasks that give events as time ranges (AVE, AVVP)."""
-    from lavish.engine.task import Option
-
-    return Option(("--min-duration",), {"type": float, "metavar": "S",
-                                        "help": "leave out events shorter than S seconds (default 0: all)"},
-                  commands=("predict",))
+def check_min_duration(value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+        raise ConfigError(f"min_duration={value!r} is not valid: it must be a number of seconds >= 0")
+    return float(value)

@@ -194,7 +194,7 @@ def split_loader(ds: Dataset, *, collate: Callable[[list[dict]], dict], batch_si
                  sampler: type[DistributedSampler] = DistributedSampler, pin_memory: bool = False) -> DataLoader:
     """The loader every task trains on: process ``rank`` of ``world`` takes its seeded ``sampler`` shard of ``ds``
     in batches of ``batch_size // world`` items (``batch_size`` is global), ``collate`` makes the batch dict, and
-    ``num_workers`` > 0 worker processes persist across epochs. Also what :mod:`lavish.bench.loader` times.
+    ``num_workers`` > 0 worker processes persist across epochs. Also what :mod:`lavish.benchmarking.loader` times.
     """
     shard = sampler(ds, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
     return DataLoader(ds, batch_size=batch_size // world, sampler=shard, num_workers=num_workers, collate_fn=collate,

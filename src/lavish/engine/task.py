@@ -60,6 +60,12 @@ class Option:
         return self.kwargs.get("dest") or self.flags[0].lstrip("-").replace("-", "_")
 
 
+
+#: ``--min-duration S``, the predict option of the tasks that give events as time ranges (AVE, AVVP)
+MIN_DURATION = Option(("--min-duration",), {"type": float, "metavar": "S",
+                                            "help": "leave out events shorter than S seconds (default 0: all)"},
+                      commands=("predict",))
+
 @dataclass
 class TrainResult:
     """What :func:`train` returns (the same numbers are in the run folder's results.json)."""

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import timm
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -203,6 +205,9 @@ class LavishBackbone(nn.Module):
             "cuda-graphs" (see :data:`FUSED_ADAPTERS`); True = "compile". Same maths, fewer kernels.
         train_norms: also train the backbone's LayerNorms (the authors' AVQA run, ``--is_vit_ln 1``).
     """
+
+    is_lavish_backbone: ClassVar[bool] = True
+    """the marker :mod:`lavish.models.weights` finds backbones by (without importing this module)"""
 
     def __init__(
         self,

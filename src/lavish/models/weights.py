@@ -27,10 +27,8 @@ FROZEN_PREFIX = "backbone.backbone."
 def frozen_prefixes(model: nn.Module) -> tuple[str, ...]:
     """State-dict prefixes of the frozen timm models inside ``model``: ``<path>.backbone.`` of every
     LavishBackbone it holds (``backbone.`` when ``model`` is one), wherever a user's model keeps it."""
-    from lavish.models.backbone import LavishBackbone
-
     return tuple(f"{name}.backbone." if name else "backbone." for name, module in model.named_modules()
-                 if isinstance(module, LavishBackbone))
+                 if _is_backbone(module))
 
 
 def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -46,9 +44,13 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _backbones(model: nn.Module) -> dict:
     """attribute path -> LavishBackbone, of every LavishBackbone ``model`` holds (itself: "")."""
-    from lavish.models.backbone import LavishBackbone
+    return {name or "": m for name, m in model.named_modules() if _is_backbone(m)}
 
-    return {name or "": m for name, m in model.named_modules() if isinstance(m, LavishBackbone)}
+
+def _is_backbone(module: nn.Module) -> bool:
+    """A :class:`lavish.models.backbone.LavishBackbone` (told by its class marker: the backbone imports this
+    module to save and load its adapters, so this one does not import it back)."""
+    return getattr(type(module), "is_lavish_backbone", False)
 
 
 def file_config(model: nn.Module) -> dict:

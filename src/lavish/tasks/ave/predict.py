@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 import torch
 
-from lavish.engine.predict import Prediction, StreamInfo, TimelinePages, merge_events
+from lavish.engine.predict import Prediction, StreamInfo, TimelinePages, check_min_duration, merge_events
 from lavish.errors import ConfigError, DataError
 from lavish.media.frames import normalize_frames
 from lavish.media.stream import Window
@@ -87,12 +85,6 @@ class AvePrediction(Prediction):
         probs = [s["probability"] for s in self.seconds]
         background = self.classes[-1]
         return merge_events(labels, probs, self.info.duration, skip=background, min_duration=self.min_duration)
-
-
-def check_min_duration(value: Any) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-        raise ConfigError(f"min_duration={value!r} is not valid: it must be a number of seconds >= 0")
-    return float(value)
 
 
 def extra_audio(model, video, path, seconds: int) -> torch.Tensor | None:

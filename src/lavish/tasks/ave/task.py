@@ -38,12 +38,11 @@ from lavish.errors import DataError
 from lavish.media.frames import normalize_frames
 from lavish.engine.module import TaskModule, head_and_adapter_groups
 from lavish.engine.runner import TrainConfig
-from lavish.engine.task import DemoOptions, Option, Task, TrainResult
+from lavish.engine.task import MIN_DURATION, DemoOptions, Option, Task, TrainResult
 from lavish.tasks.ave.dataset import AveDataModule
 from lavish.tasks.ave.metrics import AveEvaluation
 from lavish.tasks.ave.model import EXTRA_FROM_CACHE, AveModel, AveModelConfig, ave_loss
 from lavish.tasks.ave.predict import AvePrediction
-from lavish.engine.predict import min_duration_option
 
 
 @dataclass
@@ -76,7 +75,7 @@ class AveTask(Task):
     predict_outputs = ("plot",)
     prediction_cls = AvePrediction
     options = (
-        min_duration_option(),
+        MIN_DURATION,
         Option(("--lr-head",), {"type": float, "help": "head learning rate"}),
         Option(("--extra-audio-features",), {
             "action": "store_true", "default": None,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lavish.engine.predict import Prediction, StreamInfo, TimelinePages
+from lavish.engine.predict import Prediction, StreamInfo, TimelinePages, check_min_duration
 from lavish.errors import ConfigError
 from lavish.media.frames import normalize_frames
 from lavish.media.stream import Window
@@ -33,8 +33,6 @@ class AvvpPrediction(Prediction):
 
     def __init__(self, model, meta: dict, info: StreamInfo, *, batch_size: int = 1, plot=None, window: int | None = None,
                  arrays: bool = False, min_duration: float = 0.0) -> None:
-        from lavish.tasks.ave.predict import check_min_duration
-
         super().__init__(model, meta, info, batch_size=batch_size)
         self.classes = meta["classes"]
         self.size = self.window_size(meta, {"window": window})

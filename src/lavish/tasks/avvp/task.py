@@ -33,7 +33,7 @@ import torch
 
 from lavish.engine.module import TaskModule, head_and_adapter_groups
 from lavish.engine.runner import TrainConfig
-from lavish.engine.task import DemoOptions, Option, Task, TrainResult
+from lavish.engine.task import MIN_DURATION, DemoOptions, Option, Task, TrainResult
 from lavish.errors import ConfigError
 from lavish.media.frames import normalize_frames
 from lavish.tasks.avvp.dataset import AvvpCacheDataset, AvvpDataModule
@@ -42,7 +42,6 @@ from lavish.tasks.avvp.model import AvvpModel, AvvpModelConfig, avvp_loss
 from lavish.tasks.avvp.prepare import prepare_avvp
 from lavish.tasks.avvp.synthetic import make_synthetic_llp
 from lavish.tasks.avvp.predict import AvvpPrediction
-from lavish.engine.predict import min_duration_option
 
 
 @dataclass
@@ -94,7 +93,7 @@ class AvvpTask(Task):
     predict_outputs = ("plot",)
     prediction_cls = AvvpPrediction
     options = (
-        min_duration_option(),
+        MIN_DURATION,
         Option(("--lr-head",), {"type": float, "help": "head learning rate (the benchmark's)"}),
         Option(("--step-size",), {"type": int, "metavar": "EPOCHS",
                                   "help": "multiply the learning rates by --gamma every EPOCHS epochs"}),

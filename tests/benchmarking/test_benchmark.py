@@ -1,4 +1,4 @@
-"""lavish.bench.step / ``lavish bench``: real steps of the micro backbone, JSON keys the issue names."""
+"""lavish.benchmarking.step / ``lavish bench``: real steps of the micro backbone, JSON keys the issue names."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from lavish.cli.main import main
-from lavish.bench import step as benchmark
-from lavish.bench.step import BenchConfig, split_variant
+from lavish.benchmarking import step as benchmark
+from lavish.benchmarking.step import BenchConfig, split_variant
 
 MICRO = "lavish_vit_micro_patch8_64"
 

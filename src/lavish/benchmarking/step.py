@@ -30,7 +30,7 @@ GEMM peak: a square ``torch.mm`` in the step's dtype (n = 2048 on the CPU, 8192 
 process. On a GPU every timed region ends with ``torch.cuda.synchronize()``.
 Achieved FLOP/s: FLOPs of one training step from ``torch.utils.flop_counter`` / median step time.
 Kernels (``kernels``, ``syncs``, ``top_ops``): kernel-level operations and host syncs of one training step, counted
-with torch's profiler by :func:`lavish.bench.profiling.count_kernels` (what counts is defined there), where the
+with torch's profiler by :func:`lavish.benchmarking.profiling.count_kernels` (what counts is defined there), where the
 variant runs alone. Deterministic; on a GPU a small-batch step's time follows it. The optimiser is AdamW with
 ``fused=True`` (one multi-tensor update, no host sync: what a capturable GPU step runs), the loss the task's own
 (the AVE task's loss, through the registry).
@@ -41,7 +41,7 @@ clip (10 segments, batch 1) through the model (decoding excluded: see benchmarks
 ``--no-memory``) of each variant built alone: what a loaded or slow machine can still measure exactly.
 
 Run: lavish bench --task ave --backbone vit_tiny_patch16_224 --videos 1 [--json] [--plot PATH]
-(or python -m lavish.bench.step ...). Writes bench-results/train_step_<backbone>_<device>.json unless --out.
+(or python -m lavish.benchmarking.step ...). Writes bench-results/train_step_<backbone>_<device>.json unless --out.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ from lavish import fileio
 from lavish.media.audio import get_frontend
 from lavish.models.adapters import PRESETS, AvishConfig, BottleneckAdapterConfig, LoraAttentionConfig, NoAdapterConfig
 from lavish.engine.registry import get_task, input_spec
-from lavish.bench.profiling import count_kernels
-from lavish.bench.allocator import keep_freed_memory, trim_if_above
+from lavish.benchmarking.profiling import count_kernels
+from lavish.benchmarking.allocator import keep_freed_memory, trim_if_above
 from lavish.engine.runner import compiled_for_training
 
 #: default folder of the JSON and PNG results (relative to the working directory)
@@ -319,7 +319,7 @@ def _rss_mb() -> float:
 
 def step_kernels(stepper: Stepper, batch: dict) -> dict:
     """Kernel-level operations and host syncs of one training step (forward, loss, backward, optimiser step),
-    counted by :func:`lavish.bench.profiling.count_kernels` (what counts: that module's docstring)."""
+    counted by :func:`lavish.benchmarking.profiling.count_kernels` (what counts: that module's docstring)."""
     count = count_kernels(lambda: stepper.run_step(batch))
     return count.to_dict()
 
@@ -367,7 +367,7 @@ def cuda_memory(cfg: BenchConfig, name: str) -> dict:
 def measure_memory(cfg: BenchConfig, name: str) -> dict:
     if torch.device(cfg.device).type == "cuda":
         return cuda_memory(cfg, name)
-    cmd = [sys.executable, "-m", "lavish.bench.step", "--child", name, "--backbone", cfg.backbone,
+    cmd = [sys.executable, "-m", "lavish.benchmarking.step", "--child", name, "--backbone", cfg.backbone,
            "--videos", str(cfg.videos), "--precision", cfg.precision, "--threads", str(cfg.threads),
            "--device", "cpu"]
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -708,8 +708,8 @@ def main_from_args(args: argparse.Namespace) -> dict:
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     loading = None
     if args.data:  # loader time per batch, first so that a bad cache fails fast; imported here, not at the top,
-        # so that the memory children (python -m lavish.bench.step --child) do not also load Lightning
-        from lavish.bench.loader import loading_table, measure_loading
+        # so that the memory children (python -m lavish.benchmarking.step --child) do not also load Lightning
+        from lavish.benchmarking.loader import loading_table, measure_loading
         loading = measure_loading(args.data, batch_size=cfg.videos, device=cfg.device, backbone=cfg.backbone)
     result = run(cfg, log)
     if loading is not None:
@@ -728,7 +728,7 @@ def main_from_args(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    keep_freed_memory()  # as the lavish CLI does (lavish.bench.allocator)
+    keep_freed_memory()  # as the lavish CLI does (lavish.benchmarking.allocator)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
     parser.add_argument("--child", help=argparse.SUPPRESS)

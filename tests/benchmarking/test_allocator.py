@@ -1,4 +1,4 @@
-"""lavish.bench.allocator: freed large buffers stay in the process (no unmap + page faults on the next step)."""
+"""lavish.benchmarking.allocator: freed large buffers stay in the process (no unmap + page faults on the next step)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import textwrap
 
 SCRIPT = textwrap.dedent("""
     import json, torch
-    from lavish.bench.allocator import keep_freed_memory
+    from lavish.benchmarking.allocator import keep_freed_memory
 
     def rss_mb():
         with open("/proc/self/status") as f:
@@ -44,7 +44,7 @@ def test_freed_memory_is_kept_only_when_applied():
 
 TRIM = textwrap.dedent("""
     import json, torch
-    from lavish.bench import allocator
+    from lavish.benchmarking import allocator
 
     def rss_mb():
         with open("/proc/self/status") as f:

@@ -1,4 +1,4 @@
-"""lavish.bench.loader: the training DataLoader timed on a real prepared AVE cache (tests/conftest.py)."""
+"""lavish.benchmarking.loader: the training DataLoader timed on a real prepared AVE cache (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from lavish.cli.main import main
 from lavish.errors import ConfigError, DataError
 from lavish.tasks.ave.dataset import AveDataModule
-from lavish.bench.loader import loading_table, measure_loading
+from lavish.benchmarking.loader import loading_table, measure_loading
 
 MICRO = "lavish_vit_micro_patch8_64"
 
