@@ -33,7 +33,7 @@ def child(backbone: str, clips: int, checkpointing: str, repeats: int, device: s
     import torch
 
     from lavish.tasks.avvp.model import AvvpModel, AvvpModelConfig, avvp_loss
-    from lavish.models.input_spec import input_spec
+    from lavish.engine.registry import input_spec
     from lavish.media.audio import get_frontend
     from lavish.benchmarking.allocator import keep_freed_memory
 

@@ -36,7 +36,7 @@ from torch import nn
 from lavish.models.adapters import PRESETS, NoAdapterConfig
 from lavish.models.backbone import LavishBackbone, create_backbone
 from lavish.benchmarking.allocator import keep_freed_memory
-from lavish.models.input_spec import input_spec
+from lavish.engine.registry import input_spec
 from lavish.benchmarking.step import RESULTS, Stepper, saved_activation_mb, write_json
 
 SWEEPS = {

@@ -197,7 +197,7 @@ def load_inputs(video: str | Path, backbone: str | LavishBackbone, *, task: str 
     from lavish.media.decode import decode_clip
     from lavish.media.frames import normalize_frames
     from lavish.models.backbone import frame_stats
-    from lavish.models.input_spec import input_spec
+    from lavish.engine.registry import input_spec
 
     if isinstance(backbone, LavishBackbone):
         mean, std = backbone.frame_stats

@@ -23,9 +23,9 @@ from lavish.cli.main import main  # noqa: E402
 def models(ave_run, ave_layout, tmp_path_factory) -> Models:
     from PIL import Image
 
-    from lavish.data.avs import read_avs
-    from lavish.data.synthetic_avs import make_synthetic_avs
-    from lavish.data.synthetic_llp import make_synthetic_llp
+    from lavish.tasks.avs.layout import read_avs
+    from lavish.tasks.avs.synthetic import make_synthetic_avs
+    from lavish.tasks.avvp.synthetic import make_synthetic_llp
     from lavish.media.decode import read_audio
     from lavish.media.writer import write_video
 
