@@ -3,7 +3,7 @@
 Decode every video of a dataset once (frames at the backbone's size, log-mel spectrograms) into a cache folder.
 Resumable: rerun the same command after an interruption. Videos that cannot be decoded are listed in
 <out>/failed.tsv and left out. The backbone decides the frame size and the audio front-end
-(:func:`lavish.models.input_spec.input_spec`), so a cache is made for one backbone family; ``lavish train`` refuses a
+(:func:`lavish.engine.registry.input_spec`), so a cache is made for one backbone family; ``lavish train`` refuses a
 cache made for another one.
 """
 
