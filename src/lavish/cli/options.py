@@ -18,8 +18,8 @@ import yaml
 
 from lavish.errors import ConfigError
 from lavish.engine.runner import TrainConfig
-from lavish.models.adapters import ADAPTERS, MODALITIES, PRESETS, AdapterConfig, adapter_config, preset_settings
-from lavish.models.task_config import DEFAULT_BACKBONE, RuntimeConfig
+from lavish.models.adapters import ADAPTERS, PRESETS, AdapterConfig, adapter_config, preset_settings
+from lavish.models.task_config import DEFAULT_BACKBONE, RuntimeConfig, TaskModelConfig
 
 def option_flag(f: dataclasses.Field) -> str:
     """The command-line flag of a config field: its metadata's ``flag``, else ``--<name with dashes>``."""
@@ -68,11 +68,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     """--backbone, --adapter, --preset, --modalities, the adapter options of :func:`adapter_options` (--fusion,
     --cma, --latents, --reduction, --groups, --formulation), --adapter-set."""
     g = parser.add_argument_group("model")
-    g.add_argument("--backbone", help=f"timm ViT / Swin backbone (default: {DEFAULT_BACKBONE})")
-    g.add_argument("--adapter", choices=list(ADAPTERS), help="adapter kind (default: lavish)")
+    runtime = RuntimeConfig.runtime_fields()
+    for f in config_options(TaskModelConfig):  # --backbone, --adapter, --modalities (the runtime ones: training's)
+        if f.name not in runtime:
+            add_field_option(g, f, default=f.metadata.get("shown", f.default))
     g.add_argument("--preset", choices=list(PRESETS),
                    help="LAVISH settings of a paper task (default: the task's own preset)")
-    g.add_argument("--modalities", choices=MODALITIES, help="streams that run (Table 7; default: av)")
     for dest, f in adapter_options().items():
         add_field_option(g, f, dest=dest)
     g.add_argument("--adapter-set", action="append", metavar="FIELD=VALUE",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from torch import nn
 
 from lavish.errors import ConfigError
-from lavish.models.adapters import MODALITIES, PRESETS, AdapterConfig, config_from_dict
+from lavish.models.adapters import ADAPTERS, MODALITIES, PRESETS, AdapterConfig, config_from_dict
 
 if TYPE_CHECKING:  # pragma: no cover
     from lavish.models.backbone import LavishBackbone
@@ -29,9 +29,9 @@ DEFAULT_BACKBONE = "swinv2_large_window12_192"
 """The paper's backbone (Swin-V2-L, 192x192, ImageNet-22k): every task model's default."""
 
 
-def preset_adapter(name: str) -> Any:
-    """Dataclass field whose default is a fresh copy of adapter preset ``name``."""
-    return field(default_factory=lambda: dataclasses.replace(PRESETS[name]))
+def preset_adapter(name: str, **metadata: Any) -> Any:
+    """Dataclass field whose default is a fresh copy of adapter preset ``name`` (``metadata``: the field's)."""
+    return field(default_factory=lambda: dataclasses.replace(PRESETS[name]), metadata=metadata)
 
 
 def task_backbone(config: Any, *, pretrained: bool = False, backbone_weights: str | Path | None = None,
@@ -79,11 +79,12 @@ class RuntimeConfig:
 class TaskModelConfig(RuntimeConfig):
     """The fields every task model has; a task's config subclasses it (its own fields, its adapter preset)."""
 
-    backbone: str = DEFAULT_BACKBONE
+    backbone: str = field(default=DEFAULT_BACKBONE, metadata={"help": "timm ViT / Swin backbone"})
     """timm model name of the frozen backbone (``arch`` or ``arch.tag``)"""
-    adapter: AdapterConfig = preset_adapter("ave")
-    """the adapter kind and its settings (a task's config defaults to its preset)"""
-    modalities: str = "av"
+    adapter: AdapterConfig = preset_adapter("ave", help="adapter kind", choices=tuple(ADAPTERS), shown="lavish")
+    """the adapter kind and its settings (a task's config defaults to its preset; the flag ``--adapter`` picks the
+    kind, the adapter options its settings)"""
+    modalities: str = field(default="av", metadata={"help": "streams that run (Table 7)", "choices": MODALITIES})
     """streams that run: "av" (both), "v" (vision only) or "a" (audio only), among the task's :attr:`MODALITIES`"""
     train_norms: bool = False
     """also train the backbone's norm layers"""
