@@ -37,7 +37,8 @@ from lavish.models.adapters import PRESETS, NoAdapterConfig
 from lavish.models.backbone import LavishBackbone, create_backbone
 from lavish.benchmarking.allocator import keep_freed_memory
 from lavish.engine.registry import input_spec
-from lavish.benchmarking.step import RESULTS, Stepper, saved_activation_mb, write_json
+from lavish.benchmarking.step import RESULTS, Stepper, saved_activation_mb
+from lavish.fileio import write_json
 
 SWEEPS = {
     "segments": (2, 5, 10, 20),
@@ -165,7 +166,7 @@ def main() -> None:
     chosen = {k: SWEEPS[k] for k in args.sweeps.split(",") if k}
     result = run(args.backbone, args.repeats, chosen)
     out = Path(args.out) if args.out else RESULTS / f"scaling_{args.backbone}.json"
-    write_json(result, out)
+    write_json(out, result, indent=2)
     print(table(result))
     print(f"wrote {out}")
 

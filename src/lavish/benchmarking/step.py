@@ -76,8 +76,7 @@ from lavish.engine.runner import compiled_for_training
 #: default folder of the JSON and PNG results (relative to the working directory)
 RESULTS = Path("bench-results")
 TASK = "ave"  # the benchmarked task (its model, loss and input size come from the registry)
-SEGMENTS = 10  # AVE: 10 one-second segments per video
-NUM_CLASSES = 29
+SEGMENTS = 10  # one-second segments per benchmarked video: an AVE clip
 DEFAULT_VARIANTS = ("floor", "lavish2", "lavish16", "avish", "lora", "adapter")
 PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16}
 SWEEP_LATENTS = (1, 2, 4, 8, 16, 32, 64)
@@ -89,6 +88,11 @@ def _model(config) -> nn.Module:
 
 def _config(**fields):
     return get_task(TASK).model_config_cls(**fields)
+
+
+def _num_classes() -> int:
+    """Classes of the benchmarked task's model (its config's default: AVE's 28 events + background)."""
+    return _config().num_classes
 
 
 def _task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -196,7 +200,7 @@ class Floor(nn.Module):
     def __init__(self, backbone: str, checkpointing: bool) -> None:
         super().__init__()
         # the LavishBackbone wrapper is used only for its input handling (patch embedding, audio image)
-        self.model = _model(_config(backbone=backbone, adapter=NoAdapterConfig(), num_classes=NUM_CLASSES))
+        self.model = _model(_config(backbone=backbone, adapter=NoAdapterConfig(), num_classes=_num_classes()))
         self.checkpointing = checkpointing
 
     def _blocks(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -254,7 +258,7 @@ def build(name: str, backbone: str, device: str | torch.device = "cpu") -> nn.Mo
         if step != "none":
             model.trunk = compiled_for_training(model.trunk, step)
         return model
-    model = _model(_config(backbone=backbone, adapter=adapter, num_classes=NUM_CLASSES,
+    model = _model(_config(backbone=backbone, adapter=adapter, num_classes=_num_classes(),
                                     checkpointing=ckpt, fused_adapters=fused)).to(device)
     return model if step == "none" else compiled_for_training(model, step)
 
@@ -268,7 +272,7 @@ def make_batch(backbone: str, videos: int, segments: int = SEGMENTS, seed: int =
     batch = {
         "audio": torch.randn(videos, segments, fe.target_frames, fe.num_mel_bins, generator=gen),
         "frames": torch.randn(videos, segments, 3, *spec.frame_size, generator=gen),
-        "labels": torch.randint(0, NUM_CLASSES, (videos, segments), generator=gen),
+        "labels": torch.randint(0, _num_classes(), (videos, segments), generator=gen),
     }
     return {k: v.to(device) for k, v in batch.items()}
 
@@ -665,10 +669,6 @@ def plot(result: dict, path: Path) -> Path | None:
     return path
 
 
-def write_json(result: dict, path: Path) -> Path:
-    return fileio.write_json(path, result, indent=2)
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by this script and ``lavish bench``."""
     p.add_argument("--backbone", default=BenchConfig.backbone, help="timm ViT / Swin-V2 name")
@@ -715,7 +715,7 @@ def main_from_args(args: argparse.Namespace) -> dict:
     if loading is not None:
         result["data_loading"] = loading
     out = Path(args.out) if args.out else RESULTS / f"train_step_{cfg.backbone}_{torch.device(cfg.device).type}.json"
-    write_json(result, out)
+    fileio.write_json(out, result, indent=2)
     png = plot(result, Path(args.plot) if args.plot else out.with_suffix(".png"))
     if args.json:
         print(json.dumps(result))
