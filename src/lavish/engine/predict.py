@@ -60,27 +60,23 @@ class StreamInfo:
 class Prediction(ABC):
     """One video's prediction, built window by window (a task subclasses it; :attr:`Task.prediction_cls`).
 
-    Class settings: :attr:`num_segments` (None: one segment per whole second of the video; T: T segments spread
-    over it, e.g. AVQA's 10) and :attr:`window` (segments the model sees at once: the task's clip length).
-    ``batch_size`` consecutive windows of full length go through the model as one batch.
+    Class settings: :attr:`window` (segments the model sees at once: the task's clip length; one segment per whole
+    second of the video) and :attr:`window_option` (the option that changes it). ``batch_size`` consecutive windows
+    of full length go through the model as one batch.
     """
 
-    num_segments: ClassVar[int | None] = None
     window: ClassVar[int] = 10
+    window_option: ClassVar[str | None] = None
+    """the task's option that sets :attr:`window` (AVE ``batch_seconds``, AVVP ``window``, AVS ``clip_seconds``)"""
 
-    def __init__(self, model: nn.Module, meta: dict, info: StreamInfo, *, batch_size: int = 1, **options: Any):
+    def __init__(self, model: nn.Module, meta: dict, info: StreamInfo, *, batch_size: int = 1):
         self.model, self.meta, self.info, self.batch_size = model, meta, info, batch_size
-        self.options = options
 
     @classmethod
-    def segments(cls, meta: dict, options: dict) -> int | None:
-        """Segments to cut the video into (None: one per second), from the adapter file's meta and the options."""
-        return cls.num_segments
-
-    @classmethod
-    def window_size(cls, meta: dict, options: dict) -> int:
-        """Segments per model call (the task's clip length; options may change it, e.g. AVS ``clip_seconds``)."""
-        return cls.window
+    def window_size(cls, options: dict) -> int:
+        """Segments per model call: the task's clip length, or the value of :attr:`window_option` in ``options``."""
+        size = options.get(cls.window_option) if cls.window_option else None
+        return cls.window if size is None else positive_int(size, cls.window_option)
 
     @abstractmethod
     def update(self, window: Window) -> None:
@@ -104,7 +100,8 @@ class Prediction(ABC):
             yield window.first + full, audio[full:][None], frames[full:][None]
 
 
-def read_window_count(value: Any, name: str = "batch_size") -> int:
+def positive_int(value: Any, name: str) -> int:
+    """``value`` when it is a positive integer; ConfigError naming ``name`` otherwise."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{name}={value!r} is not valid: it must be a positive integer")
     return value
@@ -112,17 +109,15 @@ def read_window_count(value: Any, name: str = "batch_size") -> int:
 
 def open_stream(task, meta: dict, video: str | os.PathLike, options: dict) -> tuple[VideoStream, int]:
     """(the video opened for the task's prediction, segments per window)."""
-    cls = task.prediction_cls
-    stream = VideoStream(video, frame_size=tuple(meta["frame_size"]), frontend=meta["frontend"],
-                         num_segments=cls.segments(meta, options))
-    return stream, cls.window_size(meta, options)
+    stream = VideoStream(video, frame_size=tuple(meta["frame_size"]), frontend=meta["frontend"])
+    return stream, task.prediction_cls.window_size(options)
 
 
 @torch.no_grad()
 def predict_video(task, model: nn.Module, meta: dict, video: str | os.PathLike, *, batch_size: int = 1,
                   **options: Any) -> dict:
     """The task's prediction on one video of any length, window by window (memory bounded by one window)."""
-    read_window_count(batch_size)
+    positive_int(batch_size, "batch_size")
     stream, size = open_stream(task, meta, video, options)
     prediction = task.prediction_cls(model, meta, StreamInfo.of(stream, video), batch_size=batch_size, **options)
     for window in stream.windows(size * batch_size):
@@ -348,7 +343,7 @@ def predict_many(task, model: nn.Module, meta: dict, inputs: Inputs, results: Re
     break and an ``error`` key. ``options_for(video) -> dict``: per-video task options (a plot path...)."""
     from tqdm import tqdm
 
-    read_window_count(batch_size)
+    positive_int(batch_size, "batch_size")
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
         raise ConfigError(f"workers={workers!r} is not valid: it must be an integer >= 0")
     start = time.monotonic()
@@ -450,15 +445,16 @@ class TimelinePages:
         return self.path.with_name(f"{self.path.stem}-{page + 1:03d}{self.path.suffix or '.png'}")
 
     def _wanted(self, page: int) -> set[int]:
+        """The seconds of page ``page`` whose frames the page shows (up to 6, evenly spread)."""
         first, stop = page * PAGE_SECONDS, min((page + 1) * PAGE_SECONDS, self.total)
         n = stop - first
         return {first + int(i) for i in np.linspace(0, n - 1, min(6, n)).round().astype(int)}
 
     def add(self, window: Window) -> None:
-        for j in range(len(window)):
-            second = window.first + j
-            if second in self._wanted(second // PAGE_SECONDS):
-                self.thumbs[second] = window.frames[j]
+        pages = range(window.first // PAGE_SECONDS, (window.first + len(window) - 1) // PAGE_SECONDS + 1)
+        wanted = set().union(*(self._wanted(page) for page in pages))
+        for second in wanted & set(range(window.first, window.first + len(window))):
+            self.thumbs[second] = window.frames[second - window.first]
         self.seen = window.first + len(window)
         while len(self.drawn) < self.pages and self.seen >= min((len(self.drawn) + 1) * PAGE_SECONDS, self.total):
             self._draw_page(len(self.drawn), min((len(self.drawn) + 1) * PAGE_SECONDS, self.total))

@@ -25,13 +25,14 @@ class AvePrediction(Prediction):
     """
 
     window = 20
+    window_option = "batch_seconds"
 
     def __init__(self, model, meta: dict, info: StreamInfo, *, batch_size: int = 1, plot=None,
                  extra_features=None, batch_seconds: int | None = None, arrays: bool = False,
                  min_duration: float = 0.0) -> None:
         super().__init__(model, meta, info, batch_size=batch_size)
         self.classes = meta["classes"]
-        self.size = self.window_size(meta, {"batch_seconds": batch_seconds})
+        self.size = self.window_size({"batch_seconds": batch_seconds})
         self.extra = extra_audio(model, info.video, extra_features, info.num_segments)
         self.min_duration = check_min_duration(min_duration)
         self.arrays = arrays
@@ -39,15 +40,6 @@ class AvePrediction(Prediction):
         self.probs: list[np.ndarray] = []
         self.frames: list[np.ndarray] = []
         self.pages = None if plot is None else TimelinePages(plot, info, self._draw)
-
-    @classmethod
-    def window_size(cls, meta: dict, options: dict) -> int:
-        size = options.get("batch_seconds")
-        if size is None:
-            return cls.window
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ConfigError(f"batch_seconds={size!r} is not valid: it must be a positive integer")
-        return size
 
     @torch.no_grad()
     def update(self, window: Window) -> None:

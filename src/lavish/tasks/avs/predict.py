@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from lavish.engine.predict import PAGE_SECONDS, Prediction, StreamInfo
-from lavish.errors import ConfigError
 from lavish.fileio import write_bytes
 from lavish.media.frames import normalize_frames
 from lavish.media.stream import Window
@@ -29,11 +28,12 @@ class AvsPrediction(Prediction):
     """
 
     window = 5
+    window_option = "clip_seconds"
 
     def __init__(self, model, meta: dict, info: StreamInfo, *, batch_size: int = 1, out=None,
                  clip_seconds: int | None = None, arrays: bool = False) -> None:
         super().__init__(model, meta, info, batch_size=batch_size)
-        self.size = self.window_size(meta, {"clip_seconds": clip_seconds})
+        self.size = self.window_size({"clip_seconds": clip_seconds})
         self.out, self.arrays = (None if out is None else Path(out)), arrays
         self.stem = Path(info.video).stem
         self.coverage: list[float] = []
@@ -43,15 +43,6 @@ class AvsPrediction(Prediction):
         self.pages = max(1, -(-info.num_segments // PAGE_SECONDS))
         self.masks: list[np.ndarray] = []
         self.frames: list[np.ndarray] = []
-
-    @classmethod
-    def window_size(cls, meta: dict, options: dict) -> int:
-        size = options.get("clip_seconds")
-        if size is None:
-            return cls.window
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ConfigError(f"clip_seconds={size!r} is not valid: it must be a positive integer")
-        return size
 
     @torch.no_grad()
     def update(self, window: Window) -> None:

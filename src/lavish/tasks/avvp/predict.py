@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from lavish.engine.predict import Prediction, StreamInfo, TimelinePages, check_min_duration
-from lavish.errors import ConfigError
 from lavish.media.frames import normalize_frames
 from lavish.media.stream import Window
 from lavish.tasks.avvp.metrics import THRESHOLD, clip_predictions
@@ -30,12 +29,13 @@ class AvvpPrediction(Prediction):
     """
 
     window = 10
+    window_option = "window"
 
     def __init__(self, model, meta: dict, info: StreamInfo, *, batch_size: int = 1, plot=None, window: int | None = None,
                  arrays: bool = False, min_duration: float = 0.0) -> None:
         super().__init__(model, meta, info, batch_size=batch_size)
         self.classes = meta["classes"]
-        self.size = self.window_size(meta, {"window": window})
+        self.size = self.window_size({"window": window})
         self.min_duration = check_min_duration(min_duration)
         self.arrays = arrays
         self.heard: list[np.ndarray] = []
@@ -45,15 +45,6 @@ class AvvpPrediction(Prediction):
         self.frames: list[np.ndarray] = []
         self.windows: list[dict] = []
         self.pages = None if plot is None else TimelinePages(plot, info, self._draw)
-
-    @classmethod
-    def window_size(cls, meta: dict, options: dict) -> int:
-        size = options.get("window")
-        if size is None:
-            return cls.window
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ConfigError(f"window={size!r} is not valid: it must be a positive integer (seconds)")
-        return size
 
     @torch.no_grad()
     def update(self, window: Window) -> None:
