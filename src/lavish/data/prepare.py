@@ -63,14 +63,18 @@ class PrepareReport:
         return "\n".join(lines)
 
 
-def _decode_one(video_id: str, path: str, out: str, frame_size: tuple[int, int], frontend, num_segments: int):
-    """Worker: decode one video into the cache. Returns (video_id, reason or None, has_audio)."""
+def _decode_one(video_id: str, path: str, out: str, frame_size: tuple[int, int], frontend, num_segments: int,
+                min_duration: float = 0.0):
+    """Worker: decode one video into the cache (unless it lasts less than ``min_duration`` s). Returns (video_id,
+    reason or None, has_audio)."""
     from lavish.media.decode import decode_clip
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no audio stream": reported through has_audio
             clip = decode_clip(path, num_segments=num_segments, frame_size=frame_size, frontend=frontend)
+        if clip.duration < min_duration:
+            return video_id, f"the clip lasts {clip.duration:.2f} s, shorter than {min_duration:g} s", False
         cache.write_video(Path(out), video_id, clip.frames, clip.spectrograms,
                           has_audio=clip.has_audio, duration=clip.duration)
         return video_id, None, bool(clip.has_audio)
@@ -120,8 +124,11 @@ def open_cache(out: Path, settings: cache.CacheSettings) -> int:
 
 
 def prepare_videos(videos: dict[str, Path], out: Path, *, frame_size: tuple[int, int], frontend, num_segments: int,
-                   workers: int = 1, progress: bool = True, report: PrepareReport) -> dict[str, bool]:
-    """Decode every video not yet done into ``out``; fills ``report``; returns video id -> has_audio for done ones."""
+                   workers: int = 1, progress: bool = True, report: PrepareReport,
+                   min_duration: float = 0.0) -> dict[str, bool]:
+    """Decode every video not yet done into ``out``; fills ``report``; returns video id -> has_audio for done ones.
+
+    A video shorter than ``min_duration`` seconds fails (nothing of it is written)."""
     has_audio: dict[str, bool] = {}
     todo = []
     for vid, path in videos.items():
@@ -138,7 +145,7 @@ def prepare_videos(videos: dict[str, Path], out: Path, *, frame_size: tuple[int,
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), desc="prepare", unit="video", disable=not progress, file=sys.stderr)
-    args = (str(out), tuple(frame_size), frontend, num_segments)
+    args = (str(out), tuple(frame_size), frontend, num_segments, min_duration)
 
     def collect(result) -> None:
         vid, reason, audio = result

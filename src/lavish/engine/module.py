@@ -63,7 +63,7 @@ class TaskModule(TrainableCheckpoints, L.LightningModule):
             return
         self.task.update_metrics(metrics, out, batch)
         for name, metric in metrics.items():
-            self.log(f"{stage}/{name}", metric, prog_bar=name == self.task.monitor, batch_size=bs,
+            self.log(f"{stage}/{name}", metric, prog_bar=name == self.task.monitored(self.model.config), batch_size=bs,
                      on_step=False, on_epoch=True)
 
     def _eval_step(self, batch: dict, stage: str) -> None:

@@ -132,7 +132,8 @@ class Task(ABC):
     prepare: ClassVar[Callable[..., Any]]
     """``prepare(root, out, *, frame_size, frontend, workers, progress, **options) -> PrepareReport``"""
     monitor: ClassVar[str] = "acc"
-    """name (in :meth:`metrics`) of the validation metric that selects the best epoch (higher is better)"""
+    """name (in :meth:`metrics`) of the validation metric that selects the best epoch (higher is better); a task
+    whose metric depends on the model (a multi-label set's mAP) overrides :meth:`monitored`"""
     summary: ClassVar[tuple[tuple[str, str], ...]] = (("accuracy", "accuracy"),)
     """(key of the evaluation result, title) printed after training; the first titles the monitored value"""
     options: ClassVar[tuple[Option, ...]] = ()
@@ -229,6 +230,11 @@ class Task(ABC):
     def model_loss(self, model: nn.Module, output: Any, batch: dict) -> torch.Tensor:
         """The loss :class:`TaskModule` uses: :meth:`loss`, unless the objective has settings in the model config."""
         return self.loss(output, batch)
+
+    def monitored(self, model_config: Any) -> str:
+        """Name (in :meth:`metrics`) of the validation metric that selects the best epoch of a model with
+        ``model_config``. Default: :attr:`monitor`."""
+        return self.monitor
 
     def batch_size(self, batch: dict) -> int:
         return int(batch["frames"].shape[0])

@@ -57,7 +57,7 @@ def train(task: "str | Task", data: str | Path, out: str | Path, model_config: A
     record_run(out, resume, model=model_config.to_dict(), train=train_config, data=data, meta=meta)
     module = TaskModule(task.name, model_config.to_dict(), dataclasses.asdict(train_config), pretrained,
                         backbone_weights, runtime=model_config.runtime())
-    monitor = f"val/{task.monitor}"
+    monitor = f"val/{task.monitored(model_config)}"
     export = ExportBest(out / ADAPTER_FILE, monitor, meta)
     trainer = make_trainer(out, train_config, export, progress=progress,
                            find_unused_parameters=task.find_unused_parameters)
