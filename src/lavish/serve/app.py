@@ -149,7 +149,7 @@ class Server:
                     raise RequestError(400, "give either filename= (and the video as the request body) or example=")
                 if example is not None and example not in server.examples:
                     raise RequestError(404, f"no example {example!r}")
-                if not served.asks and top != 5:
+                if not served.takes_top_k and top != 5:
                     raise RequestError(400, f"top= does not apply to an {served.task.upper()} model")
                 if top < 1:
                     raise RequestError(400, f"top={top} is not valid: it must be at least 1")

@@ -33,9 +33,15 @@ class Served:
         """AVQA models answer questions (``ask``) instead of predicting."""
         return hasattr(self.trained.task, "ask")
 
+    @property
+    def takes_top_k(self) -> bool:
+        """The model lists its top answers or labels (AVQA, and any task with a ``--top-k`` predict option)."""
+        return self.asks or any(o.dest == "top_k" and "predict" in o.commands for o in self.trained.task.options)
+
     def describe(self) -> dict:
         meta = self.trained.meta
-        return {"id": self.id, "task": self.task, "file": str(self.path), "asks": self.asks,
+        return {"id": self.id, "task": self.task, "title": self.trained.task.title, "file": str(self.path),
+                "asks": self.asks,
                 "classes": list(meta.get("classes", [])) if not self.asks else []}
 
 
@@ -91,7 +97,7 @@ def run(served: Served, video: Path, shown: str, *, question: str | None, top_k:
                 result["masks"] = [_data_url(p) for p in result["masks"]]
                 result["sheet"] = _data_url(result["sheet"])
             else:
-                result = served.trained.predict(video)
+                result = served.trained.predict(video, **({"top_k": top_k} if served.takes_top_k else {}))
     except LavishError as err:
         raise _rename(err, video, shown) from None
     result["video"] = shown

@@ -1,0 +1,142 @@
+"""Clip classification end to end through the real command line, on each of the four layouts: a generated set
+(lavish.tasks.classify.synthetic: a folder per class, a CSV of one's own, VGGSound's csv, AudioSet's distributed
+csvs) -> `lavish prepare classify` -> `lavish train classify` (micro ViT, 2 epochs) -> `lavish eval classify` (equal
+to the metrics fed by hand from the loaded model) -> `lavish predict` (top-k, --json, --plot, a folder of videos);
+bad input in one line each."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import lavish
+from lavish.cli.main import main
+from lavish.data.cache import CacheDataset
+from lavish.media.frames import normalize_frames
+from lavish.media.writer import write_video
+from lavish.tasks.classify.metrics import multilabel_stats, single_label_metrics
+from lavish.tasks.classify.synthetic import make_synthetic_classify
+
+MICRO = "lavish_vit_micro_patch8_64"
+LAYOUTS = ("folder", "csv", "vggsound", "audioset")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Micro models run tiny ops, where a second intra-op thread costs more than it gives."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """layout -> (data, cache, run, prepare's output), each prepared and trained once."""
+    made = {}
+
+    def get(layout: str, capsys=None):
+        if layout not in made:
+            root = tmp_path_factory.mktemp(layout)
+            data = make_synthetic_classify(root / "data", layout=layout, num_videos=16, num_classes=4,
+                                           duration_s=2.0, size=32, seed=1, progress=False)
+            cache, run = root / "cache", root / "run"
+            assert main(["prepare", "classify", "--root", str(data), "--out", str(cache), "--backbone", MICRO,
+                         "--segments", "2", "--no-progress"]) == 0
+            assert main(["train", "classify", "--data", str(cache), "--out", str(run), "--backbone", MICRO,
+                         "--no-pretrained", "--epochs", "2", "--batch-size", "4", "--lr", "1e-3", "--lr-head", "1e-3",
+                         "--no-progress"]) == 0
+            made[layout] = (data, cache, run)
+        return made[layout]
+
+    return get
+
+
+def _scores(run, cache, split="test"):
+    """(scores (N, K), labels) of the loaded model on a split, fed by hand."""
+    trained = lavish.load(run / "best.safetensors")
+    ds = CacheDataset(cache, split)
+    scores, labels = [], []
+    with torch.no_grad():
+        for i in range(len(ds)):
+            item = ds[i]
+            scores.append(trained.model(item["audio"][None], normalize_frames(item["frames"][None]))[0])
+            labels.append(item["labels"])
+    return torch.stack(scores).numpy(), torch.stack(labels).numpy(), trained
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_prepare_train_eval_predict_on_each_layout(layout, runs, capsys, tmp_path):
+    data, cache, run = runs(layout)
+    multi = layout == "audioset"
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert manifest["task"] == "classify" and manifest["num_segments"] == 2
+    assert all(manifest["splits"][s] for s in ("train", "val", "test"))
+    labels = np.load(cache / "labels.npy")
+    assert labels.ndim == (2 if multi else 1) and len(labels) == manifest["num_items"] == 16
+
+    results = json.loads((run / "results.json").read_text())
+    monitor = "mAP" if multi else "top1"
+    assert set(results) == {"best_epoch", f"best_val_{monitor}", "test", "epochs_run", "seconds"}
+    assert results["epochs_run"] == 2 and 0 <= results[f"best_val_{monitor}"] <= 1
+
+    capsys.readouterr()
+    assert main(["eval", "classify", "--checkpoint", str(run / "best.safetensors"), "--data", str(cache),
+                 "--split", "test", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    scores, truth, trained = _scores(run, cache)
+    classes = manifest["classes"]
+    expected = multilabel_stats(scores, truth, classes) if multi else single_label_metrics(scores, truth, classes)
+    keys = ("mAP", "mAUC", "d_prime") if multi else ("top1", "top5", "mean_class_accuracy")
+    for key in keys:
+        assert result[key] == pytest.approx(expected[key], abs=1e-6), key
+    assert result["split"] == "test" and result["clips"] == len(truth) and result["multi_label"] == multi
+    assert results["test"][keys[0]] == pytest.approx(result[keys[0]], abs=1e-6)
+
+    # predict: top-k with probabilities, as the loaded model computes them on a clip of the test split
+    video = next(p for p in sorted(data.rglob("*.mp4")))
+    png = tmp_path / "bars.png"
+    assert main(["predict", str(video), "--checkpoint", str(run / "best.safetensors"), "--json", "--top-k", "3",
+                 "--plot", str(png)]) == 0
+    [pred] = json.loads(capsys.readouterr().out)
+    assert [t["label"] for t in pred["top_k"]] == [t["label"] for t in trained.predict(video, top_k=3)["top_k"]]
+    probs = [t["probability"] for t in pred["top_k"]]
+    assert len(probs) == 3 and probs == sorted(probs, reverse=True) and pred["segments"] == 2
+    assert pred["multi_label"] == multi and png.stat().st_size > 1000
+    if not multi:  # softmax: the top 3 of 4 classes hold most of the mass, all 4 sum to 1
+        assert 0 < sum(probs) <= 1 + 1e-3
+    assert main(["predict", str(video), "--checkpoint", str(run / "best.safetensors")]) == 0
+    text = capsys.readouterr().out
+    assert f"{probs[0]:.3f}" in text and pred["top_k"][0]["label"] in text
+
+
+def test_predict_many_videos_into_a_results_file(runs, tmp_path, capsys):
+    data, cache, run = runs("folder")
+    out = tmp_path / "results.jsonl"
+    assert main(["predict", str(data / "test"), "--checkpoint", str(run / "best.safetensors"), "--out", str(out),
+                 "--no-progress"]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == len(list((data / "test").rglob("*.mp4"))) and all(len(r["top_k"]) == 4 for r in lines)
+
+
+def test_predict_reads_a_long_video_as_the_segments_spread_over_it(runs, tmp_path, capsys):
+    """A 30-s video: T = 2 segments spread over it (frames at 7.5 s and 22.5 s), in bounded memory."""
+    _, _, run = runs("folder")
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (30 * 4, 32, 32, 3), dtype=np.uint8)
+    audio = (0.1 * rng.standard_normal(30 * 16000)).astype(np.float32)
+    video = write_video(tmp_path / "long.mp4", frames, 4, audio)
+    trained = lavish.load(run / "best.safetensors")
+    result = trained.predict(video, arrays=True)
+    assert result["segments"] == 2 and result["duration"] == pytest.approx(30, abs=0.3)
+    assert result["probabilities"].shape == (4,) and result["probabilities"].sum() == pytest.approx(1, abs=1e-5)
+
+
+def test_info_counts_the_head(capsys):
+    assert main(["info", "--task", "classify", "--backbone", MICRO, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["task"] == "classify" and info["head_params"] > 0
+    assert info["trainable_params"] == info["adapter_params"] + info["head_params"] + info.get("norm_params", 0)
