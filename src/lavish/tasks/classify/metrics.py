@@ -10,12 +10,13 @@ AUC = the trapezoidal area under the ROC curve (a tied positive/negative pair co
 the scores matters, so logits and probabilities give the same numbers; they are ranked in float64 as given (no
 sigmoid, which saturates large logits into ties).
 
-Undefined cases (the reference computes a meaningless AP and crashes in ``roc_auc_score``): a class is SCORED when
-the split has at least one positive and one negative clip of it. An unscored class has ``ap`` and ``auc`` None in
-``per_class`` and is left out of both means (mAP and mAUC average the same ``classes_scored`` classes); it is
-counted in ``classes_without_positives`` or ``classes_without_negatives``. When every class of a split is scored
-(AudioSet's eval set) the numbers are the reference's. No class scored: mAP, mAUC and d_prime are None. d_prime is
-also None when mAUC is exactly 0 or 1 (the reference gives -inf / inf, which JSON cannot hold).
+Undefined cases (the reference computes a meaningless AP; ``roc_auc_score`` raises, or in scikit-learn >= 1.6 warns
+and returns NaN, so its mAUC is NaN): a class is SCORED when the split has at least one positive and one negative
+clip of it. An unscored class has ``ap`` and ``auc`` None in ``per_class`` and is left out of both means (mAP and
+mAUC average the same ``classes_scored`` classes); it is counted in ``classes_without_positives`` or
+``classes_without_negatives``. When every class of a split is scored (AudioSet's eval set) the numbers are the
+reference's. No class scored: mAP, mAUC and d_prime are None. d_prime is also None when mAUC is exactly 0 or 1
+(the reference gives -inf / inf, which JSON cannot hold).
 
 **Single-label** ranking rule for top-k, ties included: the true class is within the top k when fewer than k
 classes rank above it, a class ranking above another when its score is higher, or equal with a LOWER class index
@@ -108,6 +109,10 @@ def _mean(values: np.ndarray) -> float | None:
     return float(np.mean(values)) if len(values) else None
 
 
+def _optional(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
+
+
 def d_prime(mauc: float | None) -> float | None:
     """sqrt(2) * Phi^-1(mAUC); None when mAUC is None, 0 or 1."""
     return None if mauc is None or not 0 < mauc < 1 else math.sqrt(2.0) * NormalDist().inv_cdf(mauc)
@@ -122,9 +127,8 @@ def multilabel_stats(scores, targets, classes: list[str]) -> dict:
         raise ValueError("multi-label targets must be 0 or 1")
     ap, auc, positives, negatives = _per_class(scores, targets)
     mauc = _mean(auc)
-    opt = lambda x: None if np.isnan(x) else float(x)  # noqa: E731
     return {"clips": len(scores), "mAP": _mean(ap), "mAUC": mauc, "d_prime": d_prime(mauc),
-            "per_class": {name: {"ap": opt(ap[k]), "auc": opt(auc[k]), "positives": int(positives[k])}
+            "per_class": {name: {"ap": _optional(ap[k]), "auc": _optional(auc[k]), "positives": int(positives[k])}
                           for k, name in enumerate(classes)},
             "classes_scored": int((~np.isnan(ap)).sum()),
             "classes_without_positives": int((positives == 0).sum()),
@@ -214,11 +218,11 @@ def format_lines(result: dict) -> list[str]:
     width = min(40, max((len(c) for c in classes), default=0))
     head = f"{result['split']}: {result['clips']} clips, {len(classes)} classes"
     if not result["multi_label"]:
-        lines = [f"{head}, top-1 {_fmt(result['top1'])}, top-{min(5, len(classes))} {_fmt(result['top5'])}, "
-                 f"mean class accuracy {_fmt(result['mean_class_accuracy'])}", "  per-class accuracy:"]
+        lines = [(f"{head}, top-1 {_fmt(result['top1'])}, top-{min(5, len(classes))} {_fmt(result['top5'])}, "
+                  f"mean class accuracy {_fmt(result['mean_class_accuracy'])}"), "  per-class accuracy:"]
         return lines + [f"    {name:<{width}}  {_fmt(acc)}" for name, acc in result["per_class"].items()]
-    lines = [f"{head} ({result['classes_scored']} scored), mAP {_fmt(result['mAP'], False)}, "
-             f"mAUC {_fmt(result['mAUC'], False)}, d-prime {_fmt(result['d_prime'], False)}"]
+    lines = [(f"{head} ({result['classes_scored']} scored), mAP {_fmt(result['mAP'], False)}, "
+              f"mAUC {_fmt(result['mAUC'], False)}, d-prime {_fmt(result['d_prime'], False)}")]
     if result["classes_scored"] < len(classes):
         lines.append(f"  left out of the means: {result['classes_without_positives']} classes without a positive "
                      f"clip, {result['classes_without_negatives']} without a negative clip")

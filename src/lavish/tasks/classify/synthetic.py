@@ -224,7 +224,7 @@ def _bounce(p: float, room: int) -> int:
     if room == 0:
         return 0
     p %= 2 * room
-    return int(round(p if p <= room else 2 * room - p))
+    return round(p if p <= room else 2 * room - p)
 
 
 def render(clip: SyntheticClip, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -271,9 +271,9 @@ def _csv_text(rows: list[list], header: list[str] | None = None) -> str:
 def _segments_text(clips: list[SyntheticClip], machine_ids: tuple[str, ...], seed: int) -> str:
     """An AudioSet segments csv in the distributed form (three ``#`` lines, ``, `` separators, quoted labels)."""
     labels = [label for clip in clips for label in clip.labels]
-    lines = [f"# Segments csv created by the lavish synthetic set (seed {seed})",
-             f"# num_ytids={len(clips)}, num_segs={len(clips)}, num_unique_labels={len(set(labels))}, "
-             f"num_positive_labels={len(labels)}",
+    counts = (f"num_ytids={len(clips)}, num_segs={len(clips)}, num_unique_labels={len(set(labels))}, "
+              f"num_positive_labels={len(labels)}")
+    lines = [f"# Segments csv created by the lavish synthetic set (seed {seed})", f"# {counts}",
              "# YTID, start_seconds, end_seconds, positive_labels"]
     lines += [f'{c.video_id}, {c.start:.3f}, {c.start + c.duration:.3f}, '
               f'"{",".join(machine_ids[k] for k in c.labels)}"' for c in clips]
