@@ -50,8 +50,8 @@ duplicate names the first's FILE:LINE; so a clip in the balanced and unbalanced 
 
 **clip_id** of folder and csv clips: the path relative to ROOT (csv: as written, normalised) without its extension,
 folders joined by ``__``, every character outside ``[A-Za-z0-9_.-]`` (and a leading ``.``) replaced by ``_``, cut at
-96 characters; ``-`` plus the first 8 hex digits of the SHA-1 of the relative path are appended when that changed
-anything or when two ids would be equal ignoring case (all of them then get one). Ids are valid cache names
+96 characters; ``-`` plus the first 8 hex digits of the SHA-1 of the relative path (with its extension, in UTF-8, undecodable bytes as they are) are
+appended when that changed anything or when two ids would be equal ignoring case (all of them then get one). Ids are valid cache names
 (:func:`lavish.data.cache.check_video_id`) and the same on every run.
 
 **Splits**: a clip keeps the split its layout gives; csv rows without one, and the train clips, form the train pool.
@@ -206,15 +206,19 @@ def _rows(path: Path):
 
 
 def _clip_ids(relative: list[str]) -> list[str]:
-    """Relative paths without extension (``/`` separated) -> unique cache-safe ids (rule: module docstring)."""
+    """Relative paths (``/`` separated) -> unique cache-safe ids (rule: module docstring)."""
     bases = []
     for rel in relative:
-        joined = "__".join(part for part in rel.split("/") if part)
+        joined = "__".join(part for part in os.path.splitext(rel)[0].split("/") if part)
         safe = _UNSAFE.sub("_", joined)
         safe = "_" + safe[1:] if safe.startswith(".") else safe
         bases.append((safe[:MAX_ID_LENGTH], safe != joined or len(safe) > MAX_ID_LENGTH))
     count = Counter(base.lower() for base, _ in bases)
-    return [f"{base}-{hashlib.sha1(rel.encode()).hexdigest()[:8]}" if changed or count[base.lower()] > 1 else base
+
+    def digest(rel: str) -> str:
+        return hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+    return [f"{base}-{digest(rel)}" if changed or count[base.lower()] > 1 else base
             for rel, (base, changed) in zip(relative, bases)]
 
 
@@ -267,7 +271,7 @@ def _read_folder(root: Path) -> ClassifyLayout:
         raise DataError(f"{root}: no class folder (expected ROOT/<class>/<clip>.<ext> or ROOT/train/<class>/...)")
     if not found:
         raise _no_clip(root, rejected)
-    ids = _clip_ids([path.relative_to(root).with_suffix("").as_posix() for _, _, path in found])
+    ids = _clip_ids([path.relative_to(root).as_posix() for _, _, path in found])
     clips = [ClipRecord(i, path, (name,), split, str(path)) for i, (split, name, path) in zip(ids, found)]
     notes = [f"{len(ignored)} non-video files ignored (first: {ignored[0]})"] if ignored else []
     return ClassifyLayout("folder", sorted({name for _, name, _ in found}), False, clips, rejected, notes)
@@ -330,7 +334,7 @@ def _read_csv(path: Path, classes_file: Path | None, multi_label: bool | None) -
         else:
             first[key] = where
             rows.append((file, labels, split, where))
-            rel.append(os.path.splitext(os.path.normpath(name).replace(os.sep, "/"))[0])
+            rel.append(os.path.normpath(name).replace(os.sep, "/"))
             continue
         rejected.append((where, reason))
     if not rows:
