@@ -249,7 +249,8 @@ def test_csv_every_bad_row_is_left_out_with_its_line_and_the_rest_goes_on(tmp_pa
                 "g.mp4,cat\n"             # 10 two fields under a three-field header
                 ",cat,train\n"            # 11 no path
                 "h.mp4,cat,test,extra\n"  # 12 four fields
-                "i.mp4,cat,test\n")       # 13
+                "i.mp4,cat,test\n"        # 13
+                "j\0k.mp4,cat,train\n")   # 14 NUL in the path
     layout = read_layout(tmp_path, classes_file=classes)
     assert [c.clip_id for c in layout.clips] == ["a", "i"]
     assert layout.rejected == [
@@ -263,6 +264,7 @@ def test_csv_every_bad_row_is_left_out_with_its_line_and_the_rest_goes_on(tmp_pa
         (f"{csv}:10", "expected path,label,split, got 2 fields"),
         (f"{csv}:11", "no path"),
         (f"{csv}:12", "expected path,label,split, got 4 fields"),
+        (f"{csv}:14", "path 'j\\x00k.mp4' holds a NUL character"),
     ]
     assert layout.classes == ["dog", "cat", "bird"]  # the class file's order, unused classes kept
     assert layout.label_array().tolist() == [0, 1]
@@ -542,6 +544,7 @@ def test_options_that_do_not_apply_are_refused(tmp_path, vggsound_root, audioset
         ({"classes_file": tmp_path / "c.txt"}, "classes_file does not apply to the folder layout"),
         ({"video_dir": tmp_path}, "video_dir does not apply to the folder layout"),
         ({"multi_label": True}, "the folder layout is single-label: multi_label=True does not apply"),
+        ({"seed": -1}, "seed must be >= 0, got -1"),
     ]
     for kwargs, message in cases:
         with pytest.raises(ConfigError, match=message):

@@ -105,7 +105,7 @@ class ClipRecord:
     labels: tuple[str, ...]
     """Class names; exactly one in a single-label set."""
     split: str
-    """"train", "val" or "test"."""
+    """One of :data:`SPLITS`."""
     where: str
     """``FILE:LINE`` of its row (csv layouts) or its path (folder layout)."""
 
@@ -153,6 +153,8 @@ def read_layout(root: Path | str, *, layout: str = "auto", csv: Path | str | Non
             raise ConfigError(f"{name} must lie in [0, 1), got {value}")
     if val_fraction + test_fraction >= 1:
         raise ConfigError(f"val_fraction + test_fraction must be below 1, got {val_fraction} + {test_fraction}")
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {seed}")
     root = Path(root)
     kind = _detect(root, csv) if layout == "auto" else layout
     applies = {"folder": (), "csv": ("csv", "classes_file"), "vggsound": ("video_dir",), "audioset": ("video_dir",)}
@@ -260,7 +262,8 @@ def _read_folder(root: Path) -> ClassifyLayout:
                 continue
             class_folders += 1
             clips = []
-            for folder, dirs, files in os.walk(entry):
+            for folder, dirs, files in os.walk(entry, onerror=lambda err: rejected.append(
+                    (str(err.filename), f"cannot list ({err.strerror}): left out"))):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(f for f in files if not f.startswith(".")):
                     (clips if Path(name).suffix.lower() in VIDEO_EXTENSIONS else ignored).append(Path(folder, name))
@@ -315,12 +318,11 @@ def _read_csv(path: Path, classes_file: Path | None, multi_label: bool | None) -
         if len(fields) in widths:
             labels = tuple(dict.fromkeys(x.strip() for x in fields[1].split(";") if x.strip()))
         file = Path(name) if os.path.isabs(name) else path.parent / name
-        key = os.path.realpath(file)
         unknown = [x for x in labels if known is not None and x not in allowed]
         if len(fields) not in widths:
             reason = f"expected {' or '.join(','.join(CSV_HEADERS[w - 2]) for w in widths)}, got {len(fields)} fields"
-        elif not name:
-            reason = "no path"
+        elif not name or "\0" in name:
+            reason = "no path" if not name else f"path {name!r} holds a NUL character"
         elif not labels:
             reason = "no label"
         elif unknown:
@@ -329,7 +331,7 @@ def _read_csv(path: Path, classes_file: Path | None, multi_label: bool | None) -
             reason = f"{len(labels)} labels in a single-label set (multi_label=False)"
         elif split and split not in SPLITS:
             reason = f"split {split!r} is not one of train, val, test"
-        elif key in first:
+        elif (key := os.path.realpath(file)) in first:
             reason = f"duplicate: the same file as {first[key]}"
         else:
             first[key] = where
