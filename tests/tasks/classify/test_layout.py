@@ -6,6 +6,7 @@ Generated clips are empty files: the reader lists folders and reads annotations,
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import zlib
 from pathlib import Path
@@ -173,6 +174,20 @@ def test_clip_ids_are_safe_unique_and_stable(tmp_path):
     for clip_id in ids.values():
         check_video_id(clip_id)
     assert [c.clip_id for c in read_layout(root).clips] == [c.clip_id for c in layout.clips]
+
+
+def test_undecodable_file_names(tmp_path):
+    root = tmp_path / "set"
+    folder = bytes(root) + b"/caf\xe9"
+    os.makedirs(folder)
+    for i in range(10):
+        open(folder + b"/clip\xff%d.mp4" % i, "wb").close()
+    layout = read_layout(root)
+    assert layout.classes == ["caf\udce9"] and len(layout.clips) == 10
+    assert split_sizes(layout, "caf\udce9") == {"train": 8, "val": 1, "test": 1}
+    for clip in layout.clips:
+        check_video_id(clip.clip_id)
+        assert clip.clip_id.startswith("caf___clip_") and clip.path.is_file()
 
 
 # ------------------------------------------------------------------------------------------------------- csv layout

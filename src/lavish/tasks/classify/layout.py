@@ -502,7 +502,7 @@ def _carve(out: ClassifyLayout, fractions: dict[str, float], seed: int) -> None:
     carved = Counter()
     for name in out.classes if missing else ():
         members = sorted(pool.get(name, []), key=lambda i: out.clips[i].clip_id)
-        order = [members[j] for j in np.random.default_rng([seed, zlib.crc32(name.encode())]).permutation(len(members))]
+        order = [members[j] for j in np.random.default_rng([seed, zlib.crc32(name.encode("utf-8", "surrogateescape"))]).permutation(len(members))]
         start = 0
         for part in missing:
             take = max(0, min(_round_half_up(fractions[part], len(order)), len(order) - 1 - start))
