@@ -555,7 +555,7 @@ def test_options_that_do_not_apply_are_refused(tmp_path, vggsound_root, audioset
         ({"layout": "nope"}, "layout 'nope': expected one of auto, folder, csv, vggsound, audioset"),
         ({"val_fraction": 1.0}, r"val_fraction must lie in \[0, 1\), got 1.0"),
         ({"test_fraction": -0.1}, r"test_fraction must lie in \[0, 1\), got -0.1"),
-        ({"val_fraction": 0.5, "test_fraction": 0.5}, "val_fraction \\+ test_fraction must be below 1, got 0.5 \\+ 0.5"),
+        ({"val_fraction": 0.5, "test_fraction": 0.5}, r"val_fraction \+ test_fraction must be below 1, got 0.5 \+ 0.5"),
         ({"classes_file": tmp_path / "c.txt"}, "classes_file does not apply to the folder layout"),
         ({"video_dir": tmp_path}, "video_dir does not apply to the folder layout"),
         ({"multi_label": True}, "the folder layout is single-label: multi_label=True does not apply"),

@@ -4,7 +4,8 @@
 whose file is missing keeps its expected path (prepare lists it in failed.tsv). Per-row problems leave the row out
 and are recorded in :attr:`ClassifyLayout.rejected` as ``(where, reason)``, ``where`` being ``FILE:LINE`` (1-based,
 as an editor shows it) or a path; structural problems raise :class:`~lavish.errors.DataError` (one line naming the
-file), options that do not apply to a layout :class:`~lavish.errors.ConfigError`.
+file), options that do not apply to a layout :class:`~lavish.errors.ConfigError`. :attr:`ClassifyLayout.notes` says
+what was ignored or decided: non-video files, clips without a file, carved splits, classes with no training clip.
 
 **auto** picks the first that applies: (1) ``csv=`` is given, or ROOT is a file ending in ``.csv``: csv;
 (2) ``ROOT/class_labels_indices.csv`` exists: audioset; (3) ``ROOT/vggsound.csv``: vggsound; (4)
@@ -15,7 +16,8 @@ file), options that do not apply to a layout :class:`~lavish.errors.ConfigError`
 :mod:`lavish.engine.predict` (any case). Names starting with ``.`` are ignored; other non-video files are ignored and
 counted in a note. Classes: the sorted class folder names that hold a clip. Left out, one ``rejected`` line each: a
 class folder with no clip (the class is dropped unless another split has it), a video not inside a class folder,
-and (split layout) a folder of ROOT other than train/val/test. ``where`` is the clip's path.
+a subfolder that cannot be listed, and (split layout) a folder of ROOT other than train/val/test. ``where`` is the
+clip's path. Beware: a class named ``train`` makes ROOT a split layout.
 
 **csv** (the user's own): the file ``csv=``, else ROOT when it is a file, else ``ROOT/labels.csv``. Rows
 ``path,label[,split]``; an optional first row ``path,label`` or ``path,label,split`` is the header (a first row
@@ -24,9 +26,9 @@ skipped. Paths are relative to the CSV's folder (absolute paths allowed). Labels
 count once); the set is multi-label when any kept row has two or more, or when ``multi_label=True``; with
 ``multi_label=False`` such a row is left out. ``classes_file``: one class per line (blank lines skipped; a name
 twice is a DataError), giving the class order; a row with a label not in it is left out. Without it the classes
-are the sorted union of the kept rows' labels. Left out: a row with a wrong field count, no path, no label, a label
-outside ``classes_file``, a split other than train/val/test, or the same file as an earlier row (same path after
-``os.path.realpath``).
+are the sorted union of the kept rows' labels. Left out: a row with a wrong field count, no path (or one holding a
+NUL), no label, a label outside ``classes_file``, a split other than train/val/test, or the same file as an earlier
+row (same path after ``os.path.realpath``, so symlinks and ``..`` count).
 
 **vggsound** (single-label): ``ROOT/vggsound.csv`` as released: no header, rows
 ``youtube_id,start_seconds,label,split`` (labels quoted when they hold commas), split train/test (val is accepted
@@ -50,15 +52,18 @@ duplicate names the first's FILE:LINE; so a clip in the balanced and unbalanced 
 
 **clip_id** of folder and csv clips: the path relative to ROOT (csv: as written, normalised) without its extension,
 folders joined by ``__``, every character outside ``[A-Za-z0-9_.-]`` (and a leading ``.``) replaced by ``_``, cut at
-96 characters; ``-`` plus the first 8 hex digits of the SHA-1 of the relative path (with its extension, in UTF-8, undecodable bytes as they are) are
-appended when that changed anything or when two ids would be equal ignoring case (all of them then get one). Ids are valid cache names
-(:func:`lavish.data.cache.check_video_id`) and the same on every run.
+96 characters; ``-`` plus the first 8 hex digits of the SHA-1 of the relative path (with its extension; UTF-8,
+undecodable bytes as they are) are appended when that changed anything or when two ids would be equal ignoring case
+(all of them then get one). E.g. ``dog/a.mp4`` -> ``dog__a``, ``dog/clip 1.mp4`` -> ``dog__clip_1-<hash>``. Ids are
+valid cache names (:func:`lavish.data.cache.check_video_id`) and the same on every run.
 
-**Splits**: a clip keeps the split its layout gives; csv rows without one, and the train clips, form the train pool.
-Each of val and test that no clip has is carved from the pool, per class (a clip's first label), deterministically:
-the class's clips sorted by clip_id are shuffled by ``numpy.random.default_rng([seed, crc32(class name)])``; val
-takes the first ``round_half_up(val_fraction * n)``, then test the next ``round_half_up(test_fraction * n)``, each
-capped so that at least one of a class's clips stays in train. Fractions lie in [0, 1) with a sum below 1.
+**Splits**: a clip keeps the split its layout gives; the train clips and the clips without one (folder layout
+without split folders, csv rows without a split) form the train pool. Each of val and test that no clip has is
+carved from the pool, per class (a clip's first label), deterministically: the class's n clips, sorted by clip_id,
+are shuffled by ``numpy.random.default_rng([seed, zlib.crc32(UTF-8 class name)])``; val takes the first
+``round_half_up(val_fraction * n)`` (exact decimal arithmetic), then test the next ``round_half_up(test_fraction *
+n)``, each capped so that at least one of the class's clips stays in train (so a class of 1 or 2 clips is not
+carved at 0.1). The rest of the pool is train. Fractions lie in [0, 1) with a sum below 1; seed >= 0.
 """
 
 from __future__ import annotations
@@ -89,6 +94,9 @@ AUDIOSET_SEGMENTS = {"balanced_train_segments.csv": "train", "unbalanced_train_s
                      "eval_segments.csv": "test"}
 """AudioSet's segment files and their split, in reading order."""
 SEGMENTS_HEADER = ("YTID", "start_seconds", "end_seconds", "positive_labels")
+INDEX_HEADER = ("index", "mid", "display_name")
+VGGSOUND_FIELDS = ("youtube_id", "start_seconds", "label", "split")
+"""The columns of ``vggsound.csv`` (the file has no header line)."""
 MAX_ID_LENGTH = 96
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 _YOUTUBE_ID = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -311,7 +319,8 @@ def _read_csv(path: Path, classes_file: Path | None, multi_label: bool | None) -
         where = f"{path}:{line}"
         if count == 0 and fields[0].lower() == "path":
             if tuple(f.lower() for f in fields) not in CSV_HEADERS:
-                raise DataError(f"{where}: expected the header path,label or path,label,split, got {','.join(fields)!r}")
+                raise DataError(f"{where}: expected the header path,label or path,label,split, "
+                                f"got {','.join(fields)!r}")
             widths = (len(fields),)
             continue
         name, labels, split = fields[0], (), fields[2] if len(fields) > 2 else ""
@@ -387,7 +396,7 @@ def _read_vggsound(root: Path, video_dir: Path | str | None) -> ClassifyLayout:
         ytid, start, label, split = fields if len(fields) == 4 else ("", "", "", "")
         clip_id = f"{ytid}_{int(start):06d}" if start.isascii() and start.isdigit() else ""
         if len(fields) != 4:
-            reason = f"expected 4 fields (youtube_id,start_seconds,label,split), got {len(fields)}"
+            reason = f"expected 4 fields ({','.join(VGGSOUND_FIELDS)}), got {len(fields)}"
         elif not _YOUTUBE_ID.match(ytid):
             reason = f"youtube id {ytid!r} is not a YouTube id"
         elif not clip_id:
@@ -414,11 +423,11 @@ def _read_audioset_index(path: Path) -> dict[str, str]:
     names: dict[str, str] = {}
     for count, (line, fields) in enumerate(_rows(path)):
         if count == 0:
-            if fields != ["index", "mid", "display_name"]:
-                raise DataError(f"{path}:{line}: expected the header index,mid,display_name, got {','.join(fields)!r}")
+            if tuple(fields) != INDEX_HEADER:
+                raise DataError(f"{path}:{line}: expected the header {','.join(INDEX_HEADER)}, got {','.join(fields)!r}")
             continue
         if len(fields) != 3 or fields[0] != str(len(names)) or not fields[1] or not fields[2]:
-            raise DataError(f"{path}:{line}: expected index,mid,display_name with index {len(names)}, "
+            raise DataError(f"{path}:{line}: expected {','.join(INDEX_HEADER)} with index {len(names)}, "
                             f"got {','.join(fields)!r}")
         if fields[1] in names or fields[2] in names.values():
             raise DataError(f"{path}:{line}: mid {fields[1]!r} or name {fields[2]!r} listed twice")
@@ -502,7 +511,8 @@ def _carve(out: ClassifyLayout, fractions: dict[str, float], seed: int) -> None:
     carved = Counter()
     for name in out.classes if missing else ():
         members = sorted(pool.get(name, []), key=lambda i: out.clips[i].clip_id)
-        order = [members[j] for j in np.random.default_rng([seed, zlib.crc32(name.encode("utf-8", "surrogateescape"))]).permutation(len(members))]
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8", "surrogateescape"))])
+        order = [members[j] for j in rng.permutation(len(members))]
         start = 0
         for part in missing:
             take = max(0, min(_round_half_up(fractions[part], len(order)), len(order) - 1 - start))
