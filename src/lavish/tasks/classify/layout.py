@@ -4,7 +4,8 @@
 whose file is missing keeps its expected path (prepare lists it in failed.tsv). Per-row problems leave the row out
 and are recorded in :attr:`ClassifyLayout.rejected` as ``(where, reason)``, ``where`` being ``FILE:LINE`` (1-based,
 as an editor shows it) or a path; structural problems raise :class:`~lavish.errors.DataError` (one line naming the
-file), options that do not apply to a layout :class:`~lavish.errors.ConfigError`.
+file), options that do not apply to a layout :class:`~lavish.errors.ConfigError`. :attr:`ClassifyLayout.notes` says
+what was ignored or decided: non-video files, clips without a file, carved splits, classes with no training clip.
 
 **auto** picks the first that applies: (1) ``csv=`` is given, or ROOT is a file ending in ``.csv``: csv;
 (2) ``ROOT/class_labels_indices.csv`` exists: audioset; (3) ``ROOT/vggsound.csv``: vggsound; (4)
@@ -15,7 +16,8 @@ file), options that do not apply to a layout :class:`~lavish.errors.ConfigError`
 :mod:`lavish.engine.predict` (any case). Names starting with ``.`` are ignored; other non-video files are ignored and
 counted in a note. Classes: the sorted class folder names that hold a clip. Left out, one ``rejected`` line each: a
 class folder with no clip (the class is dropped unless another split has it), a video not inside a class folder,
-and (split layout) a folder of ROOT other than train/val/test. ``where`` is the clip's path.
+a subfolder that cannot be listed, and (split layout) a folder of ROOT other than train/val/test. ``where`` is the
+clip's path. Beware: a class named ``train`` makes ROOT a split layout.
 
 **csv** (the user's own): the file ``csv=``, else ROOT when it is a file, else ``ROOT/labels.csv``. Rows
 ``path,label[,split]``; an optional first row ``path,label`` or ``path,label,split`` is the header (a first row
@@ -24,9 +26,9 @@ skipped. Paths are relative to the CSV's folder (absolute paths allowed). Labels
 count once); the set is multi-label when any kept row has two or more, or when ``multi_label=True``; with
 ``multi_label=False`` such a row is left out. ``classes_file``: one class per line (blank lines skipped; a name
 twice is a DataError), giving the class order; a row with a label not in it is left out. Without it the classes
-are the sorted union of the kept rows' labels. Left out: a row with a wrong field count, no path, no label, a label
-outside ``classes_file``, a split other than train/val/test, or the same file as an earlier row (same path after
-``os.path.realpath``).
+are the sorted union of the kept rows' labels. Left out: a row with a wrong field count, no path (or one holding a
+NUL), no label, a label outside ``classes_file``, a split other than train/val/test, or the same file as an earlier
+row (same path after ``os.path.realpath``, so symlinks and ``..`` count).
 
 **vggsound** (single-label): ``ROOT/vggsound.csv`` as released: no header, rows
 ``youtube_id,start_seconds,label,split`` (labels quoted when they hold commas), split train/test (val is accepted
@@ -50,15 +52,18 @@ duplicate names the first's FILE:LINE; so a clip in the balanced and unbalanced 
 
 **clip_id** of folder and csv clips: the path relative to ROOT (csv: as written, normalised) without its extension,
 folders joined by ``__``, every character outside ``[A-Za-z0-9_.-]`` (and a leading ``.``) replaced by ``_``, cut at
-96 characters; ``-`` plus the first 8 hex digits of the SHA-1 of the relative path are appended when that changed
-anything or when two ids would be equal ignoring case (all of them then get one). Ids are valid cache names
-(:func:`lavish.data.cache.check_video_id`) and the same on every run.
+96 characters; ``-`` plus the first 8 hex digits of the SHA-1 of the relative path (with its extension; UTF-8,
+undecodable bytes as they are) are appended when that changed anything or when two ids would be equal ignoring case
+(all of them then get one). E.g. ``dog/a.mp4`` -> ``dog__a``, ``dog/clip 1.mp4`` -> ``dog__clip_1-<hash>``. Ids are
+valid cache names (:func:`lavish.data.cache.check_video_id`) and the same on every run.
 
-**Splits**: a clip keeps the split its layout gives; csv rows without one, and the train clips, form the train pool.
-Each of val and test that no clip has is carved from the pool, per class (a clip's first label), deterministically:
-the class's clips sorted by clip_id are shuffled by ``numpy.random.default_rng([seed, crc32(class name)])``; val
-takes the first ``round_half_up(val_fraction * n)``, then test the next ``round_half_up(test_fraction * n)``, each
-capped so that at least one of a class's clips stays in train. Fractions lie in [0, 1) with a sum below 1.
+**Splits**: a clip keeps the split its layout gives; the train clips and the clips without one (folder layout
+without split folders, csv rows without a split) form the train pool. Each of val and test that no clip has is
+carved from the pool, per class (a clip's first label), deterministically: the class's n clips, sorted by clip_id,
+are shuffled by ``numpy.random.default_rng([seed, zlib.crc32(UTF-8 class name)])``; val takes the first
+``round_half_up(val_fraction * n)`` (exact decimal arithmetic), then test the next ``round_half_up(test_fraction *
+n)``, each capped so that at least one of the class's clips stays in train (so a class of 1 or 2 clips is not
+carved at 0.1). The rest of the pool is train. Fractions lie in [0, 1) with a sum below 1; seed >= 0.
 """
 
 from __future__ import annotations
@@ -89,6 +94,9 @@ AUDIOSET_SEGMENTS = {"balanced_train_segments.csv": "train", "unbalanced_train_s
                      "eval_segments.csv": "test"}
 """AudioSet's segment files and their split, in reading order."""
 SEGMENTS_HEADER = ("YTID", "start_seconds", "end_seconds", "positive_labels")
+INDEX_HEADER = ("index", "mid", "display_name")
+VGGSOUND_FIELDS = ("youtube_id", "start_seconds", "label", "split")
+"""The columns of ``vggsound.csv`` (the file has no header line)."""
 MAX_ID_LENGTH = 96
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 _YOUTUBE_ID = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -105,7 +113,7 @@ class ClipRecord:
     labels: tuple[str, ...]
     """Class names; exactly one in a single-label set."""
     split: str
-    """"train", "val" or "test"."""
+    """One of :data:`SPLITS`."""
     where: str
     """``FILE:LINE`` of its row (csv layouts) or its path (folder layout)."""
 
@@ -153,6 +161,8 @@ def read_layout(root: Path | str, *, layout: str = "auto", csv: Path | str | Non
             raise ConfigError(f"{name} must lie in [0, 1), got {value}")
     if val_fraction + test_fraction >= 1:
         raise ConfigError(f"val_fraction + test_fraction must be below 1, got {val_fraction} + {test_fraction}")
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {seed}")
     root = Path(root)
     kind = _detect(root, csv) if layout == "auto" else layout
     applies = {"folder": (), "csv": ("csv", "classes_file"), "vggsound": ("video_dir",), "audioset": ("video_dir",)}
@@ -206,15 +216,19 @@ def _rows(path: Path):
 
 
 def _clip_ids(relative: list[str]) -> list[str]:
-    """Relative paths without extension (``/`` separated) -> unique cache-safe ids (rule: module docstring)."""
+    """Relative paths (``/`` separated) -> unique cache-safe ids (rule: module docstring)."""
     bases = []
     for rel in relative:
-        joined = "__".join(part for part in rel.split("/") if part)
+        joined = "__".join(part for part in os.path.splitext(rel)[0].split("/") if part)
         safe = _UNSAFE.sub("_", joined)
         safe = "_" + safe[1:] if safe.startswith(".") else safe
         bases.append((safe[:MAX_ID_LENGTH], safe != joined or len(safe) > MAX_ID_LENGTH))
     count = Counter(base.lower() for base, _ in bases)
-    return [f"{base}-{hashlib.sha1(rel.encode()).hexdigest()[:8]}" if changed or count[base.lower()] > 1 else base
+
+    def digest(rel: str) -> str:
+        return hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+    return [f"{base}-{digest(rel)}" if changed or count[base.lower()] > 1 else base
             for rel, (base, changed) in zip(relative, bases)]
 
 
@@ -256,7 +270,8 @@ def _read_folder(root: Path) -> ClassifyLayout:
                 continue
             class_folders += 1
             clips = []
-            for folder, dirs, files in os.walk(entry):
+            for folder, dirs, files in os.walk(entry, onerror=lambda err: rejected.append(
+                    (str(err.filename), f"cannot list ({err.strerror}): left out"))):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(f for f in files if not f.startswith(".")):
                     (clips if Path(name).suffix.lower() in VIDEO_EXTENSIONS else ignored).append(Path(folder, name))
@@ -267,7 +282,7 @@ def _read_folder(root: Path) -> ClassifyLayout:
         raise DataError(f"{root}: no class folder (expected ROOT/<class>/<clip>.<ext> or ROOT/train/<class>/...)")
     if not found:
         raise _no_clip(root, rejected)
-    ids = _clip_ids([path.relative_to(root).with_suffix("").as_posix() for _, _, path in found])
+    ids = _clip_ids([path.relative_to(root).as_posix() for _, _, path in found])
     clips = [ClipRecord(i, path, (name,), split, str(path)) for i, (split, name, path) in zip(ids, found)]
     notes = [f"{len(ignored)} non-video files ignored (first: {ignored[0]})"] if ignored else []
     return ClassifyLayout("folder", sorted({name for _, name, _ in found}), False, clips, rejected, notes)
@@ -304,19 +319,19 @@ def _read_csv(path: Path, classes_file: Path | None, multi_label: bool | None) -
         where = f"{path}:{line}"
         if count == 0 and fields[0].lower() == "path":
             if tuple(f.lower() for f in fields) not in CSV_HEADERS:
-                raise DataError(f"{where}: expected the header path,label or path,label,split, got {','.join(fields)!r}")
+                raise DataError(f"{where}: expected the header path,label or path,label,split, "
+                                f"got {','.join(fields)!r}")
             widths = (len(fields),)
             continue
         name, labels, split = fields[0], (), fields[2] if len(fields) > 2 else ""
         if len(fields) in widths:
             labels = tuple(dict.fromkeys(x.strip() for x in fields[1].split(";") if x.strip()))
         file = Path(name) if os.path.isabs(name) else path.parent / name
-        key = os.path.realpath(file)
         unknown = [x for x in labels if known is not None and x not in allowed]
         if len(fields) not in widths:
             reason = f"expected {' or '.join(','.join(CSV_HEADERS[w - 2]) for w in widths)}, got {len(fields)} fields"
-        elif not name:
-            reason = "no path"
+        elif not name or "\0" in name:
+            reason = "no path" if not name else f"path {name!r} holds a NUL character"
         elif not labels:
             reason = "no label"
         elif unknown:
@@ -325,12 +340,12 @@ def _read_csv(path: Path, classes_file: Path | None, multi_label: bool | None) -
             reason = f"{len(labels)} labels in a single-label set (multi_label=False)"
         elif split and split not in SPLITS:
             reason = f"split {split!r} is not one of train, val, test"
-        elif key in first:
+        elif (key := os.path.realpath(file)) in first:
             reason = f"duplicate: the same file as {first[key]}"
         else:
             first[key] = where
             rows.append((file, labels, split, where))
-            rel.append(os.path.splitext(os.path.normpath(name).replace(os.sep, "/"))[0])
+            rel.append(os.path.normpath(name).replace(os.sep, "/"))
             continue
         rejected.append((where, reason))
     if not rows:
@@ -381,7 +396,7 @@ def _read_vggsound(root: Path, video_dir: Path | str | None) -> ClassifyLayout:
         ytid, start, label, split = fields if len(fields) == 4 else ("", "", "", "")
         clip_id = f"{ytid}_{int(start):06d}" if start.isascii() and start.isdigit() else ""
         if len(fields) != 4:
-            reason = f"expected 4 fields (youtube_id,start_seconds,label,split), got {len(fields)}"
+            reason = f"expected 4 fields ({','.join(VGGSOUND_FIELDS)}), got {len(fields)}"
         elif not _YOUTUBE_ID.match(ytid):
             reason = f"youtube id {ytid!r} is not a YouTube id"
         elif not clip_id:
@@ -408,11 +423,11 @@ def _read_audioset_index(path: Path) -> dict[str, str]:
     names: dict[str, str] = {}
     for count, (line, fields) in enumerate(_rows(path)):
         if count == 0:
-            if fields != ["index", "mid", "display_name"]:
-                raise DataError(f"{path}:{line}: expected the header index,mid,display_name, got {','.join(fields)!r}")
+            if tuple(fields) != INDEX_HEADER:
+                raise DataError(f"{path}:{line}: expected the header {','.join(INDEX_HEADER)}, got {','.join(fields)!r}")
             continue
         if len(fields) != 3 or fields[0] != str(len(names)) or not fields[1] or not fields[2]:
-            raise DataError(f"{path}:{line}: expected index,mid,display_name with index {len(names)}, "
+            raise DataError(f"{path}:{line}: expected {','.join(INDEX_HEADER)} with index {len(names)}, "
                             f"got {','.join(fields)!r}")
         if fields[1] in names or fields[2] in names.values():
             raise DataError(f"{path}:{line}: mid {fields[1]!r} or name {fields[2]!r} listed twice")
@@ -496,7 +511,8 @@ def _carve(out: ClassifyLayout, fractions: dict[str, float], seed: int) -> None:
     carved = Counter()
     for name in out.classes if missing else ():
         members = sorted(pool.get(name, []), key=lambda i: out.clips[i].clip_id)
-        order = [members[j] for j in np.random.default_rng([seed, zlib.crc32(name.encode())]).permutation(len(members))]
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8", "surrogateescape"))])
+        order = [members[j] for j in rng.permutation(len(members))]
         start = 0
         for part in missing:
             take = max(0, min(_round_half_up(fractions[part], len(order)), len(order) - 1 - start))
