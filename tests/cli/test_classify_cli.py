@@ -45,7 +45,7 @@ def runs(tmp_path_factory):
                                            duration_s=2.0, size=32, seed=1, progress=False)
             cache, run = root / "cache", root / "run"
             assert main(["prepare", "classify", "--root", str(data), "--out", str(cache), "--backbone", MICRO,
-                         "--segments", "2", "--no-progress"]) == 0
+                         "--segments", "2", "--val-fraction", "0.3", "--no-progress"]) == 0
             assert main(["train", "classify", "--data", str(cache), "--out", str(run), "--backbone", MICRO,
                          "--no-pretrained", "--epochs", "2", "--batch-size", "4", "--lr", "1e-3", "--lr-head", "1e-3",
                          "--no-progress"]) == 0

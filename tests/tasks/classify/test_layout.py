@@ -97,6 +97,22 @@ def test_folder_classes_clips_ids_and_carved_splits(tmp_path):
     assert all(layout.clips[i].split == s for s in SPLITS for i in splits[s])
 
 
+def test_a_small_set_still_gets_one_val_and_one_test_clip(tmp_path):
+    """3 clips a class at 0.1: round_half_up(0.3) = 0 for every class, so each empty split takes one clip from the
+    class with the most to spare (ties: the first class), leaving every class a training clip."""
+    root = tmp_path / "set"
+    touch(root, *[f"{c}/{c}{i}.mp4" for c in ("a", "b", "c") for i in range(3)])
+    layout = read_layout(root)
+    sizes = {name: split_sizes(layout, name) for name in layout.classes}
+    # val: a, b, c spare 2 each -> the first class, a; test: a spares 1 now, b 2 -> b
+    assert sizes["a"] == {"train": 2, "val": 1, "test": 0}
+    assert sizes["b"] == {"train": 2, "val": 0, "test": 1}
+    assert sizes["c"] == {"train": 3, "val": 0, "test": 0}
+    none = read_layout(root, val_fraction=0.0, test_fraction=0.1)
+    assert sum(c.split == "val" for c in none.clips) == 0  # a fraction of 0 carves nothing
+    assert sum(c.split == "test" for c in none.clips) == 1
+
+
 def test_folder_split_layout_keeps_given_splits_and_carves_the_missing_one(tmp_path):
     root = tmp_path / "set"
     touch(root, *[f"train/a/a{i}.mp4" for i in range(10)], *[f"train/b/b{i}.mp4" for i in range(4)],

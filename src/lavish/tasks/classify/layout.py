@@ -63,7 +63,9 @@ carved from the pool, per class (a clip's first label), deterministically: the c
 are shuffled by ``numpy.random.default_rng([seed, zlib.crc32(UTF-8 class name)])``; val takes the first
 ``round_half_up(val_fraction * n)`` (exact decimal arithmetic), then test the next ``round_half_up(test_fraction *
 n)``, each capped so that at least one of the class's clips stays in train (so a class of 1 or 2 clips is not
-carved at 0.1). The rest of the pool is train. Fractions lie in [0, 1) with a sum below 1; seed >= 0.
+carved at 0.1). A split whose fraction is above 0 but which every class rounded to 0 (a small set) takes one clip:
+the next of the class with the most clips to spare (the first in class order on a tie). The rest of the pool is
+train. Fractions lie in [0, 1) with a sum below 1; seed >= 0.
 """
 
 from __future__ import annotations
@@ -509,10 +511,12 @@ def _carve(out: ClassifyLayout, fractions: dict[str, float], seed: int) -> None:
             pool[clip.labels[0]].append(i)
     split = {i: "train" for members in pool.values() for i in members}
     carved = Counter()
+    orders: dict[str, list[int]] = {}
+    starts: dict[str, int] = {}
     for name in out.classes if missing else ():
         members = sorted(pool.get(name, []), key=lambda i: out.clips[i].clip_id)
         rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8", "surrogateescape"))])
-        order = [members[j] for j in rng.permutation(len(members))]
+        order = orders[name] = [members[j] for j in rng.permutation(len(members))]
         start = 0
         for part in missing:
             take = max(0, min(_round_half_up(fractions[part], len(order)), len(order) - 1 - start))
@@ -520,6 +524,14 @@ def _carve(out: ClassifyLayout, fractions: dict[str, float], seed: int) -> None:
                 split[i] = part
             start += take
             carved[part] += take
+        starts[name] = start
+    for part in missing:  # a small set: every class rounded to 0, but the split must not be empty
+        spare = {name: len(order) - 1 - starts[name] for name, order in orders.items()}
+        if fractions[part] > 0 and not carved[part] and spare and max(spare.values()) > 0:
+            name = max(spare, key=lambda n: (spare[n], -out.classes.index(n)))
+            split[orders[name][starts[name]]] = part
+            starts[name] += 1
+            carved[part] += 1
     out.clips = [replace(clip, split=split.get(i, clip.split)) for i, clip in enumerate(out.clips)]
     if unassigned and given - {""}:
         out.notes.append(f"{unassigned} clips without a split joined the train pool")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from lavish.engine.module import TaskModule, head_and_adapter_groups
@@ -137,6 +138,12 @@ class ClassifyTask(Task):
     # ----------------------------------------------------------------------------------------------- data
     def fit_model_config(self, model_config: ClassifyModelConfig, dm: ClassifyDataModule):
         classes, multi = dm.classes, dm.multi_label
+        if multi:  # the monitored mAP needs a class with a positive and a negative validation clip
+            val = np.asarray(dm.labels[dm.manifest["splits"].get("val", [])])
+            if len(val) and not ((val.sum(0) > 0) & (val.sum(0) < len(val))).any():
+                raise DataError(f"{dm.cache_dir}: no class has both a positive and a negative clip among the "
+                                f"{len(val)} validation clips, so their mAP (which selects the best epoch) is "
+                                "undefined; prepare with a larger --val-fraction")
         weights = balanced_weights(dm.train_labels(), len(classes)) if model_config.class_weighting == "balanced" \
             else None
         config = dataclasses.replace(model_config, num_classes=len(classes), multi_label=multi, class_weights=weights)
