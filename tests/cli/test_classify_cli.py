@@ -140,3 +140,103 @@ def test_info_counts_the_head(capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["task"] == "classify" and info["head_params"] > 0
     assert info["trainable_params"] == info["adapter_params"] + info["head_params"] + info.get("norm_params", 0)
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def _clip(path, seconds: float, *, audio: bool = True, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 255, (max(1, int(seconds * 8)), 32, 32, 3), dtype=np.uint8)
+    sound = (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32) if audio else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_video(path, frames, 8, sound)
+
+
+def test_bad_rows_and_bad_clips_are_one_line_each_and_the_rest_is_prepared(tmp_path, capsys):
+    root = tmp_path / "set"
+    for i in range(4):
+        _clip(root / "clips" / f"dog{i}.mp4", 2, seed=i)
+        _clip(root / "clips" / f"cat{i}.mp4", 2, seed=10 + i)
+    _clip(root / "clips" / "silent.mp4", 2, audio=False)
+    _clip(root / "clips" / "short.mp4", 0.5)
+    (root / "clips" / "text.mp4").write_text("not a video")
+    rows = ["path,label,split", *(f"clips/dog{i}.mp4,dog,{s}" for i, s in enumerate(["train", "train", "val", "test"])),
+            *(f"clips/cat{i}.mp4,cat,{s}" for i, s in enumerate(["train", "train", "val", "test"])),
+            "clips/silent.mp4,dog,train", "clips/short.mp4,cat,train", "clips/text.mp4,cat,train",
+            "clips/missing.mp4,cat,train",
+            "clips/dog0.mp4,cat,train",          # line 14: the same file again
+            "clips/dog1.mp4,,train",             # line 15: no label
+            "clips/cat1.mp4,cat,holdout"]        # line 16: not a split
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    cache = tmp_path / "cache"
+    code = main(["prepare", "classify", "--root", str(root), "--out", str(cache), "--backbone", MICRO,
+                 "--segments", "2", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    csv_path = root / "labels.csv"
+    left_out = [line for line in out.splitlines() if line.startswith("left out ")]
+    assert [line.split(": ", 1)[0] for line in left_out] == [f"left out {csv_path}:{n}" for n in (14, 15, 16)]
+    assert "duplicate" in left_out[0] and "no label" in left_out[1] and "'holdout'" in left_out[2]
+    failed = dict(line.split("\t")[:3:2] for line in (cache / "failed.tsv").read_text().splitlines()[1:])
+    assert set(failed) == {"clips__short", "clips__text", "clips__missing"}
+    assert "shorter than 1 s" in failed["clips__short"] and failed["clips__missing"] == "file not found"
+    assert f"{root / 'clips' / 'silent.mp4'}: no audio stream; its audio images are silence" in out
+    assert "Traceback" not in err and "Warning" not in err
+    rejected = (cache / "rejected.tsv").read_text().splitlines()
+    assert rejected[0] == "where\treason" and len(rejected) == 4
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert manifest["num_items"] == 9 and manifest["classes"] == ["cat", "dog"]
+    items = json.loads((cache / "videos.json").read_text())
+    assert [i["has_audio"] for i in items if i["video_id"] == "clips__silent"] == [False]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: (root / "dog").mkdir(parents=True), "no clip"),
+    (lambda root: (root.mkdir(parents=True), (root / "labels.csv").write_text("path,tag\nx.mp4,dog\n")), "header"),
+    (lambda root: (root.mkdir(parents=True), (root / "vggsound.csv").write_text("")), "vggsound.csv"),
+])
+def test_a_set_that_cannot_be_read_is_one_line_and_nothing_is_written(make, message, tmp_path, capsys):
+    root, cache = tmp_path / "set", tmp_path / "cache"
+    make(root)
+    code = main(["prepare", "classify", "--root", str(root), "--out", str(cache), "--backbone", MICRO,
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not cache.exists()
+
+
+def test_a_multi_label_set_whose_validation_scores_no_class_is_refused_before_training(tmp_path, capsys):
+    data = make_synthetic_classify(tmp_path / "data", layout="audioset", num_videos=8, num_classes=4,
+                                   duration_s=2.0, size=32, seed=2, progress=False)
+    cache = tmp_path / "cache"
+    assert main(["prepare", "classify", "--root", str(data), "--out", str(cache), "--backbone", MICRO,
+                 "--segments", "1", "--no-progress"]) == 0  # one validation clip: every class is all 0 or all 1
+    capsys.readouterr()
+    code = main(["train", "classify", "--data", str(cache), "--out", str(tmp_path / "run"), "--backbone", MICRO,
+                 "--no-pretrained", "--epochs", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no class has both a positive and a negative clip" in err and err.count("\n") == 1
+
+
+def test_options_that_do_not_apply_are_refused(runs, tmp_path, capsys):
+    data, cache, run = runs("folder")
+    code = main(["prepare", "classify", "--root", str(data), "--out", str(tmp_path / "c"), "--backbone", MICRO,
+                 "--video-dir", str(data), "--no-progress"])
+    assert code == 2 and "video" in capsys.readouterr().err
+    code = main(["train", "classify", "--data", str(cache), "--out", str(tmp_path / "r"), "--backbone", MICRO,
+                 "--no-pretrained", "--head-hidden", "64", "--no-progress"])
+    assert code == 2 and "MLP head" in capsys.readouterr().err
+    video = next(data.rglob("*.mp4"))
+    code = main(["predict", str(video), "--checkpoint", str(run / "best.safetensors"), "--top-k", "0"])
+    assert code != 0 and "top_k=0 is not valid" in capsys.readouterr().err
+
+
+def test_demo_shows_audio_visual_above_both_single_streams(tmp_path, capsys):
+    """`lavish demo classify` as a user runs it (its defaults): a class is an (object, sound) pair, so only the
+    audio-visual model can tell all four apart."""
+    out = tmp_path / "demo"
+    assert main(["demo", "classify", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads((out / "results.json").read_text())
+    av, v, a = (rows[name]["test_top1"] for name in ("audio-visual (LAVISH)", "vision only", "audio only"))
+    assert av > v and av > a, rows
+    assert "lavish serve --checkpoint" in printed and (out / "top_k.png").stat().st_size > 1000
