@@ -18,6 +18,9 @@ from serve_helpers import SWIN_MICRO, Models, Server, make_clip  # noqa: E402
 
 from lavish.cli.main import main  # noqa: E402
 
+TASKS = ("ave", "avqa", "avs", "avvp", "classify")
+"""the served models, in the order of the server's --checkpoint options (their ids)"""
+
 
 @pytest.fixture(scope="session")
 def models(ave_run, ave_layout, tmp_path_factory) -> Models:
@@ -56,9 +59,22 @@ def models(ave_run, ave_layout, tmp_path_factory) -> Models:
                  MICRO, "--no-pretrained", "--epochs", "1", "--batch-size", "3", "--lr", "1e-3", "--lr-head", "1e-3",
                  "--no-progress"]) == 0
     avvp_clip = sorted((llp / "LLP_dataset" / "video").glob("*.mp4"))[0]
+    # classify: a tiny folder-per-class set, two epochs
+    from lavish.tasks.classify.synthetic import make_synthetic_classify
+
+    folder = make_synthetic_classify(root / "classify", layout="folder", num_videos=12, num_classes=4,
+                                     duration_s=2.0, size=32, seed=4, progress=False)
+    assert main(["prepare", "classify", "--root", str(folder), "--out", str(root / "classify-cache"), "--backbone",
+                 MICRO, "--segments", "2", "--no-progress"]) == 0
+    assert main(["train", "classify", "--data", str(root / "classify-cache"), "--out", str(root / "classify-run"),
+                 "--backbone", MICRO, "--no-pretrained", "--epochs", "2", "--batch-size", "4", "--lr", "1e-3",
+                 "--lr-head", "1e-3", "--no-progress"]) == 0
+    classify_clip = sorted((folder / "test").rglob("*.mp4"))[0]
     checkpoints = {"ave": ave_run / "best.safetensors", "avqa": root / "avqa-run" / "best.safetensors",
-                   "avs": root / "avs-run" / "best.safetensors", "avvp": root / "avvp-run" / "best.safetensors"}
-    clips = {"ave": ave_layout / "AVE" / "vid_a.mp4", "avqa": avqa_clip, "avs": avs_clip, "avvp": avvp_clip}
+                   "avs": root / "avs-run" / "best.safetensors", "avvp": root / "avvp-run" / "best.safetensors",
+                   "classify": root / "classify-run" / "best.safetensors"}
+    clips = {"ave": ave_layout / "AVE" / "vid_a.mp4", "avqa": avqa_clip, "avs": avs_clip, "avvp": avvp_clip,
+             "classify": classify_clip}
     return Models(checkpoints, clips, question, root)
 
 
@@ -76,14 +92,14 @@ def examples(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(models, examples, tmp_path_factory):
-    """One server with the four models (AVE first), the examples, and small limits the tests hit: 1 MB uploads,
+    """One server with the five models (AVE first), the examples, and small limits the tests hit: 1 MB uploads,
     12 s videos."""
     upload_root = tmp_path_factory.mktemp("serve_uploads")
     args = []
-    for task in ("ave", "avqa", "avs", "avvp"):
+    for task in TASKS:
         args += ["--checkpoint", str(models.checkpoints[task])]
     s = Server([*args, "--examples", str(examples), "--max-upload-mb", "1", "--max-duration-s", "12"], upload_root)
-    s.ids = {task: str(k) for k, task in enumerate(("ave", "avqa", "avs", "avvp"))}
+    s.ids = {task: str(k) for k, task in enumerate(TASKS)}
     yield s
     assert s.stop() == 0, "\n".join(s.lines)
     assert not list(upload_root.iterdir()), "the server left its upload folder behind"

@@ -31,7 +31,7 @@ def test_info_lists_the_models_limits_and_examples(server, models):
     status, info = server.request("api/info")
     assert status == 200
     assert [(m["id"], m["task"]) for m in info["models"]] == [("0", "ave"), ("1", "avqa"), ("2", "avs"),
-                                                              ("3", "avvp")]
+                                                              ("3", "avvp"), ("4", "classify")]
     assert info["models"][0]["classes"] == ["Bark", "Cat", "background"] and info["models"][1]["asks"]
     assert info["limits"] == {"max_upload_mb": 1.0, "max_duration_s": 12.0, "max_queue": 8}
     assert info["examples"] == ["example_clip.mp4"]  # the symbolic link to a file outside is not listed
@@ -58,6 +58,19 @@ def test_ask_equals_the_cli(server, models):
     assert len(res["answers"]) == 5 and len(res["segments"]) == 10
     status, top2 = server.predict(clip, model=server.ids["avqa"], question=models.question, top=2)
     assert status == 200 and top2["answers"] == cli["answers"][:2]
+    assert server.uploads() == []
+
+
+def test_classify_top_labels_equal_the_cli_and_take_top(server, models):
+    clip = models.clips["classify"]
+    status, res = server.predict(clip, model=server.ids["classify"])
+    assert status == 200, res
+    cli = cli_json("predict", str(clip), "--checkpoint", str(models.checkpoints["classify"]))[0]
+    assert _without_video(res) == _without_video(cli) and len(res["top_k"]) == 4  # 4 classes: top 5 -> all 4
+    status, top2 = server.predict(clip, model=server.ids["classify"], top=2)
+    assert status == 200 and top2["top_k"] == cli["top_k"][:2]
+    status, body = server.predict(models.clips["ave"], model="0", top=2)  # AVE lists no top labels
+    assert status == 400 and "top= does not apply" in body["error"]
     assert server.uploads() == []
 
 

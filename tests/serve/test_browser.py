@@ -178,3 +178,18 @@ def test_example_clip_runs_from_the_page(browser, server, models, examples):
     cells = browser.find_elements(By.CSS_SELECTOR, "#timeline .cell")
     assert [c.get_attribute("data-label") for c in cells] == [s["label"] for s in cli["seconds"]]
     assert browser.find_element(By.ID, "player").get_attribute("src").endswith("/examples/example_clip.mp4")
+
+
+def test_classify_top_labels_as_bars_equal_the_cli(browser, server, models):
+    _open(browser, server, "classify")
+    clip = models.clips["classify"]
+    assert "clip classification" in browser.find_element(By.ID, "task").text
+    assert _upload(browser, clip) == "done", _message(browser)
+    cli = cli_json("predict", str(clip), "--checkpoint", str(models.checkpoints["classify"]))[0]
+    rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")[:2]]
+            for tr in browser.find_elements(By.CSS_SELECTOR, "#labels tbody tr")]
+    assert rows == [[t["label"], f"{t['probability']:.4f}"] for t in cli["top_k"]]
+    assert browser.find_element(By.ID, "answer").text == cli["top_k"][0]["label"]
+    widths = [b.size["width"] for b in browser.find_elements(By.CSS_SELECTOR, "#labels .bar")]
+    assert widths == sorted(widths, reverse=True) and widths[0] > 0  # bar lengths follow the probabilities
+    _shot(browser, "classify")
