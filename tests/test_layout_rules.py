@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "lavish"
 #: strings that may appear anywhere: the adapter presets named after the paper's rows (docs/adapters.md)
 PRESET_NAMES = {"ave", "avs", "avqa", "avqa_paper"}
 #: task names and words for their datasets, as strings or inside identifiers
-TASK_WORDS = ("ave", "avs", "avqa", "avvp", "llp")
+TASK_WORDS = ("ave", "avs", "avqa", "avvp", "llp", "classify", "vggsound", "audioset")
 #: (module, name) pairs allowed outside tasks/, each with its reason
 ALLOWED = {
     # the generic cache dataset's name before the move (tests and users' scripts import it)

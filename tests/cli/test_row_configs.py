@@ -33,7 +33,7 @@ from lavish.engine.registry import TASKS  # noqa: E402
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 ROWS = sorted(CONFIGS.glob("*/*.yaml"))
 MICRO = {"ave": "lavish_vit_micro_patch8_64", "avqa": "lavish_vit_micro_patch8_64",
-         "avs": "lavish_swinv2_micro_window4_64"}
+         "avs": "lavish_swinv2_micro_window4_64", "classify": "lavish_vit_micro_patch8_64"}
 #: the first number of millions in the first line's parentheses: "(10.1M / 238.8M)", "(4.7M trainable / ...)", "(8.9M)"
 PAPER_COUNT = re.compile(r"\((\d+(?:\.\d+)?)M(?: trainable)?\s*[/)]")
 #: a row whose paper count no setting gives says so in a comment: "ours 9.89M" (and docs/accounting.md says why)
@@ -129,6 +129,15 @@ def _avqa_cache(root: Path) -> Path:
     return prepare_avqa_cache(layout, root / "avqa-cache")
 
 
+def _classify_cache(root: Path) -> Path:
+    """A folder per class, 4 classes of 3 clips: one each in train / val / test (a train split of 4 clips)."""
+    from lavish.tasks.classify.synthetic import make_synthetic_classify
+
+    data = make_synthetic_classify(root / "classify", layout="folder", num_videos=12, num_classes=4, duration_s=2.0,
+                                   size=32, seed=0, progress=False)
+    return _prepare("classify", data, root / "classify-cache", "--segments", "2")
+
+
 @pytest.fixture(scope="module")
 def cache_for(tmp_path_factory):
     """path of a row config -> (prepared cache, batch size covering its train split), made once per kind."""
@@ -143,6 +152,8 @@ def cache_for(tmp_path_factory):
                 made[key] = (_ave_cache(root), 1)
             elif task == "avs":
                 made[key] = (_avs_cache(root, key[1]), 2)
+            elif task == "classify":
+                made[key] = (_classify_cache(root), 4)
             else:
                 made[key] = (_avqa_cache(root), 2)
         return made[key]

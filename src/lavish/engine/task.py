@@ -118,7 +118,7 @@ class Task(ABC):
     title: ClassVar[str]
     """one line for ``--help``"""
     order: ClassVar[int] = 100
-    """place in the CLI's lists of tasks (lavish's own: 0-3; then by name)"""
+    """place in the CLI's lists of tasks (lavish's own: 0-4; then by name)"""
     audio_frontend: ClassVar[str | None] = None
     """the audio front-end (:data:`lavish.media.audio.AUDIO_FRONTENDS`) of the task's cache; None: the task's name"""
     family_frontends: ClassVar[dict[str, str]] = {}

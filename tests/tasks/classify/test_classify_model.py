@@ -54,6 +54,9 @@ def test_heads_compute_layernorm_then_linear_or_mlp_by_hand():
     h = torch.nn.functional.gelu(normed @ mlp.fc[0].weight.T + mlp.fc[0].bias)
     torch.testing.assert_close(mlp(x), h @ mlp.fc[3].weight.T + mlp.fc[3].bias)
     assert sum(p.numel() for p in linear.parameters()) == 2 * 6 + 6 * 3 + 3
+    with torch.device("meta"):  # the counts docs/classify.md states for Swin-V2-L (F = 2 x 1536)
+        counts = {k: sum(p.numel() for p in ClassifyHead(3072, k).parameters()) for k in (2, 309, 527)}
+    assert counts == {2: 12_290, 309: 955_701, 527: 1_625_615}
 
 
 def test_only_adapters_and_head_train_and_the_head_count_is_layernorm_plus_linear():
