@@ -7,6 +7,7 @@ bad input in one line each."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,6 +141,13 @@ def test_info_counts_the_head(capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["task"] == "classify" and info["head_params"] > 0
     assert info["trainable_params"] == info["adapter_params"] + info["head_params"] + info.get("norm_params", 0)
+    f = 2 * 96  # [visual, audio] of the micro ViT
+    assert info["head_params"] == 2 * f + (f + 1) * 2  # LayerNorm + Linear over the 2 classes info assumes
+    root = Path(__file__).resolve().parents[2]
+    assert main(["info", "--task", "classify", "--config", str(root / "configs" / "classify" / "custom_folder.yaml"),
+                 "--backbone", MICRO, "--json"]) == 0
+    mlp = json.loads(capsys.readouterr().out)["head_params"]
+    assert mlp == 2 * f + (f * 512 + 512) + (512 * 2 + 2)  # LayerNorm, Linear(F, 512), Linear(512, 2)
 
 
 # ------------------------------------------------------------------------------------------------ bad input

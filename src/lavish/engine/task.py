@@ -157,6 +157,8 @@ class Task(ABC):
     synthetic: ClassVar[Callable[..., Any] | None] = None
     """``synthetic(out, **options) -> folder``: a small synthetic dataset in the task's official layout
     (:func:`lavish.synthetic`, the demo's data)"""
+    demo_prepare_options: ClassVar[dict] = {}
+    """options of :attr:`prepare` the demo's prepare step passes (e.g. fewer segments for short synthetic clips)"""
     demo_clips: ClassVar[str | None] = None
     """folder (under the demo's ``--out``) of the clips the demo made, offered as examples by ``lavish serve``"""
     real_run: ClassVar[str] = ""
@@ -273,7 +275,7 @@ class Task(ABC):
         print(f"[{step}] prepare -> {cache}")
         if not (cache / "manifest.json").exists():
             report = self.prepare(data, cache, frame_size=spec.frame_size, frontend=get_frontend(spec.audio_frontend),
-                                  workers=options.workers, progress=options.progress)
+                                  workers=options.workers, progress=options.progress, **self.demo_prepare_options)
             print("      " + report.summary().replace("\n", "\n      "))
 
     # ------------------------------------------------------------------------------------------- evaluation

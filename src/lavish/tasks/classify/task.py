@@ -89,6 +89,7 @@ class ClassifyTask(Task):
     predict_outputs = ("plot",)
     demo_defaults = {"videos": 48, "epochs": 6}
     demo_clips = "data/test"
+    demo_prepare_options = {"segments": DEMO_SEGMENTS}
     options = (
         Option(("--lr-head",), {"type": float, "help": "head learning rate"}),
         Option(("--head",), {"choices": HEADS, "help": "linear (LayerNorm + Linear, CAV-MAE's) or mlp"}),
@@ -155,17 +156,6 @@ class ClassifyTask(Task):
             kind = "multi-label" if dm.multi_label else "single-label"
             raise DataError(f"{dm.cache_dir}: the cache's {len(dm.classes)} classes ({kind}) are not the "
                             f"{len(classes)} classes checkpoint {checkpoint} was trained on")
-
-    def demo_cache(self, data: Path, cache: Path, backbone: str, options: DemoOptions, step: str) -> None:
-        from lavish.media.audio import get_frontend
-
-        spec = self.input_spec(backbone)
-        print(f"[{step}] prepare -> {cache}")
-        if not (cache / "manifest.json").exists():
-            report = prepare_classify(data, cache, frame_size=spec.frame_size,
-                                      frontend=get_frontend(spec.audio_frontend), workers=options.workers,
-                                      progress=options.progress, segments=DEMO_SEGMENTS)
-            print("      " + report.summary().replace("\n", "\n      "))
 
     # ---------------------------------------------------------------------------------------------- model
     def monitored(self, model_config: ClassifyModelConfig) -> str:
