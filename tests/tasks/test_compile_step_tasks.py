@@ -22,7 +22,7 @@ from lavish.engine.registry import TASKS, get_task
 from lavish.engine.runner import compiled_for_training
 
 MICRO = "lavish_vit_micro_patch8_64"
-SEGMENTS = {"ave": 10, "avs": 5, "avqa": 10, "avvp": 10}
+SEGMENTS = {"ave": 10, "avs": 5, "avqa": 10, "avvp": 10, "classify": 10}
 
 
 def _inputs(name: str, model_config) -> tuple[torch.Tensor, ...]:
