@@ -136,6 +136,34 @@ def test_predict_reads_a_long_video_as_the_segments_spread_over_it(runs, tmp_pat
     assert result["probabilities"].shape == (4,) and result["probabilities"].sum() == pytest.approx(1, abs=1e-5)
 
 
+def test_window_seconds_labels_a_long_recording_in_parts(runs, tmp_path, capsys):
+    """--window-seconds 10 on a 25-s video: windows of seconds 0-10, 10-20, 20-25, each the model on its one-second
+    segments (checked against the whole-video decode), the video's labels their mean weighted by seconds."""
+    from lavish.media.decode import decode_clip
+
+    _, _, run = runs("folder")
+    rng = np.random.default_rng(1)
+    video = write_video(tmp_path / "long.mp4", rng.integers(0, 255, (25 * 4, 32, 32, 3), dtype=np.uint8), 4,
+                        (0.1 * rng.standard_normal(25 * 16000)).astype(np.float32))
+    trained = lavish.load(run / "best.safetensors")
+    result = trained.predict(video, window_seconds=10, arrays=True, top_k=2)
+    assert [(w["start"], w["end"]) for w in result["windows"]] == [(0, 10), (10, 20), (20, 25)]
+    clip = decode_clip(video, num_segments=None, frame_size=tuple(trained.meta["frame_size"]),
+                       frontend=trained.meta["frontend"])
+    audio, frames = torch.from_numpy(clip.spectrograms), torch.from_numpy(clip.frames)
+    model = trained.model
+    with torch.no_grad():
+        expected = np.stack([model.probabilities(model(audio[None, a:b], normalize_frames(frames[None, a:b])))[0]
+                             for a, b in ((0, 10), (10, 20), (20, 25))])
+    np.testing.assert_allclose(result["window_probabilities"], expected, atol=1e-5)
+    np.testing.assert_allclose(result["probabilities"], (expected * [[10], [10], [5]]).sum(0) / 25, atol=1e-5)
+    assert [len(w["top_k"]) for w in result["windows"]] == [2, 2, 2] and result["segments"] == 25
+    assert main(["predict", str(video), "--checkpoint", str(run / "best.safetensors"), "--window-seconds", "10"]) == 0
+    assert "20-25 s" in capsys.readouterr().out
+    assert main(["predict", str(video), "--checkpoint", str(run / "best.safetensors"), "--window-seconds", "0"]) == 2
+    assert "window_seconds=0 is not valid" in capsys.readouterr().err
+
+
 def test_info_counts_the_head(capsys):
     assert main(["info", "--task", "classify", "--backbone", MICRO, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

@@ -67,13 +67,18 @@ class Prediction(ABC):
 
     window: ClassVar[int] = 10
     window_option: ClassVar[str | None] = None
-    whole_clip: ClassVar[bool] = False
-    """True: the video is read as the model was trained, as T segments spread over the whole file (T: the adapter
-    file's ``num_segments``, one window), for a task that labels the clip; False: one segment per whole second"""
+
     """the task's option that sets :attr:`window` (AVE ``batch_seconds``, AVVP ``window``, AVS ``clip_seconds``)"""
 
     def __init__(self, model: nn.Module, meta: dict, info: StreamInfo, *, batch_size: int = 1):
         self.model, self.meta, self.info, self.batch_size = model, meta, info, batch_size
+
+    @classmethod
+    def stream_segments(cls, meta: dict, options: dict) -> int | None:
+        """How the video is read: None (the default) for one segment per whole second, in windows of
+        :meth:`window_size`; T for T segments spread over the whole file, in one window (a task that labels a clip
+        reads a video as its training clips were read: T = the adapter file's ``num_segments``)."""
+        return None
 
     @classmethod
     def window_size(cls, options: dict) -> int:
@@ -113,7 +118,7 @@ def positive_int(value: Any, name: str) -> int:
 def open_stream(task, meta: dict, video: str | os.PathLike, options: dict) -> tuple[VideoStream, int]:
     """(the video opened for the task's prediction, segments per window)."""
     cls = task.prediction_cls
-    segments = int(meta["num_segments"]) if cls.whole_clip else None
+    segments = cls.stream_segments(meta, options)
     stream = VideoStream(video, frame_size=tuple(meta["frame_size"]), frontend=meta["frontend"],
                          num_segments=segments)
     return stream, segments or cls.window_size(options)

@@ -127,6 +127,10 @@ class ClassifyTask(Task):
                commands=("prepare",)),
         Option(("--top-k",), {"type": int, "metavar": "K", "help": "labels listed per video (default 5)"},
                commands=("predict",)),
+        Option(("--window-seconds",), {"type": int, "metavar": "S",
+                                       "help": "label a long recording in parts: each run of S seconds on its own "
+                                               "(default: the whole video as one clip of T spread segments)"},
+               commands=("predict",)),
     )
     real_run = (
         "A real run uses pretrained weights and a real set, e.g. VGGSound (vggsound.csv and its clips):\n"
@@ -203,6 +207,10 @@ class ClassifyTask(Task):
         lines = [f"{res['video']} ({res['duration']:.1f} s{'' if res['has_audio'] else ', no audio'}, "
                  f"{res['segments']} segments)"]
         lines += [f"  {t['probability']:.3f}  {t['label']}" for t in res["top_k"]]
+        for w in res.get("windows", ()):
+            best = w["top_k"][0]
+            span = f"{w['start']:.0f}-{w['end']:.0f} s"
+            lines.append(f"  {span:>13}  {best['label']} ({best['probability']:.3f})")
         if res.get("plot"):
             lines.append(f"  bars: {res['plot']}")
         return lines
