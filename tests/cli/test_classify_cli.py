@@ -96,6 +96,17 @@ def test_prepare_train_eval_predict_on_each_layout(layout, runs, capsys, tmp_pat
         assert result[key] == pytest.approx(expected[key], abs=1e-6), key
     assert result["split"] == "test" and result["clips"] == len(truth) and result["multi_label"] == multi
     assert results["test"][keys[0]] == pytest.approx(result[keys[0]], abs=1e-6)
+    if not multi:  # the confusion matrix: rows truth, columns the argmax; its diagonal gives top-1
+        cm = np.array(result["confusion"])
+        assert cm.sum() == len(truth) and np.trace(cm) / cm.sum() == pytest.approx(result["top1"])
+        png = tmp_path / "confusion.png"
+        assert main(["eval", "classify", "--checkpoint", str(run / "best.safetensors"), "--data", str(cache),
+                     "--confusion", str(png)]) == 0
+        assert f"confusion matrix: {png}" in capsys.readouterr().out and png.stat().st_size > 1000
+    else:
+        assert main(["eval", "classify", "--checkpoint", str(run / "best.safetensors"), "--data", str(cache),
+                     "--confusion", str(tmp_path / "c.png")]) == 2
+        assert "multi-label" in capsys.readouterr().err
 
     # predict: top-k with probabilities, as the loaded model computes them on a clip of the test split
     video = next(p for p in sorted(data.rglob("*.mp4")))

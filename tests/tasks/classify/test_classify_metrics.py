@@ -300,9 +300,11 @@ def test_evaluation_single_label_end_to_end():
     for part in batches(n, 2):
         evaluation.update(logits[part], {"labels": labels[part]})
     result = evaluation.result()
+    confusion = result.pop("confusion")
     assert result == {"split": "test", "multi_label": False, "classes": names(k),
                       **single_label_metrics(logits, labels, names(k))}
     assert result["top1"] == pytest.approx(skm.top_k_accuracy_score(labels, logits, k=1, labels=range(k)))
+    np.testing.assert_array_equal(confusion, skm.confusion_matrix(labels, logits.argmax(-1), labels=range(k)))
     json.dumps(result, allow_nan=False)
     lines = format_lines(result)
     assert lines[0].startswith(f"test: {n} clips, {k} classes, top-1 {100 * result['top1']:.2f}%, top-5 ")

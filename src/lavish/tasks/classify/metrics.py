@@ -35,6 +35,7 @@ here call :func:`multilabel_stats`' computation, so validation and ``lavish eval
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
@@ -45,6 +46,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.utilities import dim_zero_cat
 
 from lavish.engine.task import Evaluation
+from lavish.errors import ConfigError
 
 
 def _numpy(x: Any, dtype) -> np.ndarray:
@@ -190,8 +192,11 @@ class ClassifyEvaluation(Evaluation):
     """A split's logits and labels, batch by batch (rank 0 alone evaluates: nothing to synchronise); :meth:`result`
     is :func:`single_label_metrics` or :func:`multilabel_stats` with split, multi_label and classes."""
 
-    def __init__(self, classes: list[str], multi_label: bool, split: str) -> None:
-        self.classes, self.multi_label, self.split = list(classes), multi_label, split
+    def __init__(self, classes: list[str], multi_label: bool, split: str,
+                 confusion_png: str | Path | None = None) -> None:
+        if confusion_png is not None and multi_label:
+            raise ConfigError("--confusion draws a single-label set's confusion matrix; this model is multi-label")
+        self.classes, self.multi_label, self.split, self.png = list(classes), multi_label, split, confusion_png
         self.logits: list[torch.Tensor] = []
         self.labels: list[torch.Tensor] = []
 
@@ -204,7 +209,16 @@ class ClassifyEvaluation(Evaluation):
         logits = torch.cat(self.logits) if self.logits else torch.zeros(0, k)
         labels = torch.cat(self.labels) if self.labels else torch.zeros((0, k) if self.multi_label else 0)
         stats = (multilabel_stats if self.multi_label else single_label_metrics)(logits, labels, self.classes)
-        return {"split": self.split, "multi_label": self.multi_label, "classes": self.classes, **stats}
+        result = {"split": self.split, "multi_label": self.multi_label, "classes": self.classes, **stats}
+        if not self.multi_label:  # rows: truth, columns: the top-1 class (argmax: ties to the lower index)
+            cm = np.zeros((k, k), np.int64)
+            np.add.at(cm, (labels.long().numpy(), logits.argmax(-1).numpy()), 1)
+            result["confusion"] = cm.tolist()
+            if self.png is not None:
+                from lavish.engine.plots import plot_confusion
+
+                result["confusion_png"] = str(plot_confusion(cm, self.classes, self.png))
+        return result
 
 
 def _fmt(x: float | None, percent: bool = True) -> str:

@@ -99,6 +99,9 @@ class ClassifyTask(Task):
                                         "help": "cross-entropy label smoothing (single-label sets)"}),
         Option(("--class-weighting",), {"choices": WEIGHTINGS,
                                         "help": "balanced: weigh each class by its inverse training frequency"}),
+        Option(("--confusion",), {"metavar": "PNG", "dest": "confusion_png",
+                                  "help": "also draw the confusion matrix into this PNG (single-label sets)"},
+               commands=("eval",)),
         Option(("--layout",), {"choices": LAYOUTS, "help": "the set's layout (default auto: detected)"},
                commands=("prepare",)),
         Option(("--csv",), {"type": Path, "metavar": "FILE",
@@ -196,11 +199,12 @@ class ClassifyTask(Task):
                 f"adapter file {result.adapter} ({result.seconds:.0f} s)"]
 
     # ----------------------------------------------------------------------------------------- evaluation
-    def evaluation(self, model, meta, dm, split) -> ClassifyEvaluation:
-        return ClassifyEvaluation(meta.get("classes") or dm.classes, model.config.multi_label, split)
+    def evaluation(self, model, meta, dm, split, *, confusion_png=None) -> ClassifyEvaluation:
+        return ClassifyEvaluation(meta.get("classes") or dm.classes, model.config.multi_label, split, confusion_png)
 
     def eval_lines(self, result: dict) -> list[str]:
-        return format_lines(result)
+        lines = format_lines(result)
+        return lines + [f"confusion matrix: {result['confusion_png']}"] if result.get("confusion_png") else lines
 
     # ----------------------------------------------------------------------------------------- prediction
     def predict_lines(self, res: dict) -> list[str]:
