@@ -31,14 +31,16 @@ OUTPUT_OPTIONS = {"plot": "--plot", "out": "--out"}
 
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="run a trained model on your videos (AVE: label every second; AVVP: heard / seen events)",
+    p = sub.add_parser("predict", help="run a trained model on your videos (AVE: label every second; AVVP: heard / seen "
+                                           "events; a clip classifier: the top labels)",
                        description=__doc__)
     p.add_argument("videos", nargs="+", metavar="VIDEO",
                    help="video files, folders (every video below), glob patterns or @LIST files (a path a line)")
     p.add_argument("--checkpoint", required=True, help="adapter file (best.safetensors of a run)")
     p.add_argument("--backbone-weights", help="local timm checkpoint of the backbone, if the run used one")
     p.add_argument("--json", action="store_true", help="print a JSON list, one entry per video")
-    p.add_argument("--plot", help="AVE, AVVP: timeline PNG (several videos: the video's stem is appended)")
+    p.add_argument("--plot", help="the task's PNG per video: AVE, AVVP a timeline, a clip classifier the top labels' "
+                                  "bars (several videos: the video's stem is appended)")
     p.add_argument("--out", help="results file FILE.jsonl: a JSON line per video as it finishes (any task); or, for "
                                   "AVS, the folder for the mask PNGs and contact sheets (with FILE.jsonl they go to "
                                   "FILE-masks/ beside it)")
