@@ -78,6 +78,7 @@ def test_prepare_train_eval_predict_on_each_layout(layout, runs, capsys, tmp_pat
     assert all(manifest["splits"][s] for s in ("train", "val", "test"))
     labels = np.load(cache / "labels.npy")
     assert labels.ndim == (2 if multi else 1) and len(labels) == manifest["num_items"] == 16
+    assert labels.dtype == (np.uint8 if multi else np.int64)  # a multi-label set's flags: one byte each
 
     results = json.loads((run / "results.json").read_text())
     monitor = "mAP" if multi else "top1"

@@ -9,6 +9,7 @@ front-end, spec 2.2-2.3) so that training reads arrays instead of decoding mp4s 
     <cache>/done/<id>.json         {"has_audio": ..., "duration": ...}: written after both arrays, marks the video done
     <cache>/videos.json            one item per annotation row: {"video_id", "row", "category", "has_audio"}
     <cache>/labels.npy             (items, T) int64 per-segment class, background = len(classes)
+                                   (a multi-label clip set: (items, K) uint8 0/1)
                                    (AVVP: (items, 2, T, C) int64 [audio, visual] per-second labels, -1 for train)
     <cache>/video_labels.npy       AVVP only: (items, C) int64 video-level (weak) labels
     <cache>/failed.tsv             video_id, path, reason of the videos that could not be prepared
@@ -171,14 +172,16 @@ def write_manifest(cache_dir: Path, settings: CacheSettings, *, classes: list[st
                    labels: np.ndarray, splits: dict[str, list[int]], failed: dict[str, str]) -> None:
     """Write videos.json, labels.npy, then manifest.json (last: its presence means the cache is complete).
 
-    items: one dict per annotation row kept; labels: (len(items), T) int64; splits: split -> item indices;
+    items: one dict per annotation row kept; labels: (len(items), ...) int64, or uint8 where 0/1 flags are many
+    (a multi-label set's (items, K): 8x smaller; the dataset returns int64 either way); splits: split -> item indices;
     failed: video id -> reason (their rows are not in ``items``).
     """
     from lavish import __version__
 
     cache_dir = Path(cache_dir)
     fileio.write_json(cache_dir / VIDEOS, items)
-    fileio.save_npy(cache_dir / LABELS, np.asarray(labels, dtype=np.int64))
+    labels = np.asarray(labels)
+    fileio.save_npy(cache_dir / LABELS, labels if labels.dtype == np.uint8 else labels.astype(np.int64))
     manifest = {
         **settings.to_json(),
         "lavish_version": __version__,

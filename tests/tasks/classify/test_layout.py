@@ -247,7 +247,7 @@ def test_csv_multi_label_without_header_and_carving(tmp_path):
     assert layout.classes == ["bark", "cat", "dog", "meow"]
     assert by_id(layout)["c3"].labels == ("cat", "meow")  # stripped, repeat counted once
     labels = layout.label_array()
-    assert labels.shape == (20, 4) and labels.dtype == np.int64
+    assert labels.shape == (20, 4) and labels.dtype == np.uint8
     assert labels[:10].tolist() == [[1, 0, 1, 0]] * 10 and labels[10:].tolist() == [[0, 1, 0, 1]] * 10
     # carved per first label: dog 10 -> 1/1, cat 10 -> 1/1; bark and meow have no clip as a first label
     assert split_sizes(layout, "dog") == split_sizes(layout, "cat") == {"train": 8, "val": 1, "test": 1}
@@ -451,7 +451,7 @@ def test_audioset_both_forms_read_the_same(audioset_root):
     conversation = by_id(normalised)["Arg6lz6Wryw_000417"]
     assert conversation.labels == ("Conversation",) and conversation.split == "test"
     labels = normalised.label_array()
-    assert labels.shape == (40, 527) and labels.dtype == np.int64
+    assert labels.shape == (40, 527) and labels.dtype == np.uint8
     assert labels[0].nonzero()[0].tolist() == [0, 451]  # /m/09x0r Speech, /t/dd00088 Gush
     assert labels.sum(axis=1).tolist() == [len(c.labels) for c in normalised.clips]
 

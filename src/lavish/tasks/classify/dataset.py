@@ -2,7 +2,7 @@
 data module.
 
 The cache of a classification set holds, beside the frames and audio images of every clip, ``labels.npy``: (N,)
-int64 class indices for a single-label set, (N, K) int64 0/1 for a multi-label set (the array's rank says which),
+int64 class indices for a single-label set, (N, K) uint8 0/1 for a multi-label set (the array's rank says which),
 and the class names in the manifest.
 """
 

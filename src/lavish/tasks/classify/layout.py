@@ -134,11 +134,12 @@ class ClassifyLayout:
     """One-line remarks worth printing (ignored files, carved splits, classes without a training clip)."""
 
     def label_array(self) -> np.ndarray:
-        """(N,) int64 class indices (single-label) or (N, K) int64 0/1 (multi-label); row i is ``clips[i]``."""
+        """(N,) int64 class indices (single-label) or (N, K) uint8 0/1 (multi-label: 1 byte a class, 1 GB for
+        AudioSet's 2 M clips x 527 classes); row i is ``clips[i]``."""
         index = {name: i for i, name in enumerate(self.classes)}
         if not self.multi_label:
             return np.array([index[clip.labels[0]] for clip in self.clips], dtype=np.int64)
-        out = np.zeros((len(self.clips), len(self.classes)), dtype=np.int64)
+        out = np.zeros((len(self.clips), len(self.classes)), dtype=np.uint8)
         for row, clip in enumerate(self.clips):
             out[row, [index[name] for name in clip.labels]] = 1
         return out
