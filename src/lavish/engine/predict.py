@@ -67,7 +67,6 @@ class Prediction(ABC):
 
     window: ClassVar[int] = 10
     window_option: ClassVar[str | None] = None
-
     """the task's option that sets :attr:`window` (AVE ``batch_seconds``, AVVP ``window``, AVS ``clip_seconds``)"""
 
     def __init__(self, model: nn.Module, meta: dict, info: StreamInfo, *, batch_size: int = 1):
