@@ -86,23 +86,36 @@ def _decode_one(video_id: str, path: str, out: str, frame_size: tuple[int, int],
         return video_id, f"{type(err).__name__}: {err}", False
 
 
-def run_jobs(fn, jobs: list[tuple], workers: int, collect) -> None:
+def run_jobs(fn, jobs: list[tuple], workers: int, collect, *, progress: str | None = None,
+             unit: str = "video") -> None:
     """``collect(fn(*job))`` for every job, here or in a spawn pool of ``workers`` processes (results as they come).
 
-    An exception from a job (a write that failed: the disk is full) stops the run: jobs not started are cancelled.
+    ``progress``: the title of a progress bar (on stderr) counting the jobs done; None: no bar. An exception from a
+    job (a write that failed: the disk is full) stops the run: jobs not started are cancelled.
     """
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            collect(fn(*job))
-        return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(fn, *job) for job in jobs]
-        try:
-            for future in as_completed(futures):
-                collect(future.result())
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc=progress, unit=unit, disable=progress is None, file=sys.stderr)
+
+    def done(result) -> None:
+        collect(result)
+        bar.update(1)
+
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                done(fn(*job))
+            return
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(fn, *job) for job in jobs]
+            try:
+                for future in as_completed(futures):
+                    done(future.result())
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    finally:
+        bar.close()
 
 
 def open_cache(out: Path, settings: cache.CacheSettings) -> int:
@@ -142,9 +155,6 @@ def prepare_videos(videos: dict[str, Path], out: Path, *, frame_size: tuple[int,
         else:
             todo.append((vid, str(path)))
 
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(todo), desc="prepare", unit="video", disable=not progress, file=sys.stderr)
     args = (str(out), tuple(frame_size), frontend, num_segments, min_duration)
 
     def collect(result) -> None:
@@ -154,12 +164,9 @@ def prepare_videos(videos: dict[str, Path], out: Path, *, frame_size: tuple[int,
             report.prepared += 1
         else:
             report.failed[vid] = reason
-        bar.update(1)
 
-    try:
-        run_jobs(_decode_one, [(vid, path, *args) for vid, path in todo], workers, collect)
-    finally:
-        bar.close()
+    run_jobs(_decode_one, [(vid, path, *args) for vid, path in todo], workers, collect,
+             progress="prepare" if progress else None)
     report.without_audio = sum(not a for a in has_audio.values())
     return has_audio
 

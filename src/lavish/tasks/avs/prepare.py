@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -121,9 +120,6 @@ def prepare_avs(root: Path | str, out: Path | str, *, frame_size: tuple[int, int
             report.skipped += 1
         else:
             todo.append(rec)
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(todo), desc="prepare", unit="clip", disable=not progress, file=sys.stderr)
     args = (str(out), tuple(settings.frame_size), frontend, mask_size)
 
     def collect(result) -> None:
@@ -132,12 +128,9 @@ def prepare_avs(root: Path | str, out: Path | str, *, frame_size: tuple[int, int
             report.prepared += 1
         else:
             report.failed[name] = reason
-        bar.update(1)
 
-    try:
-        run_jobs(_prepare_avs_one, [(rec, *args) for rec in todo], workers, collect)
-    finally:
-        bar.close()
+    run_jobs(_prepare_avs_one, [(rec, *args) for rec in todo], workers, collect,
+             progress="prepare" if progress else None, unit="clip")
     kept = [rec for rec in records if rec.name not in report.failed]
     items = [{"video_id": rec.name, "row": rec.line, "category": rec.category, "split": rec.split,
               "has_audio": True} for rec in kept]

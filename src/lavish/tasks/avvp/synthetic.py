@@ -24,7 +24,6 @@ Deterministic per ``seed`` (ids, spans and pixels).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,8 +157,6 @@ def make_synthetic_llp(
         raise ConfigError(f"every split needs at least one clip, got train={num_train} val={num_val} test={num_test}")
     if size < 16 or size % 4:
         raise ConfigError(f"size must be a multiple of 4 and >= 16, got {size}")
-    from tqdm import tqdm
-
     from lavish.data.prepare import run_jobs
 
     root = Path(root)
@@ -169,11 +166,7 @@ def make_synthetic_llp(
                           seed=seed)
     jobs = [(str(video_dir / f"{name}.mp4"), events, render_seed, size)
             for clips in plan.values() for name, events, render_seed in clips]
-    bar = tqdm(total=len(jobs), desc="synthetic LLP", unit="clip", disable=not progress, file=sys.stderr)
-    try:
-        run_jobs(_make_one, jobs, workers, lambda _: bar.update(1))
-    finally:
-        bar.close()
+    run_jobs(_make_one, jobs, workers, lambda _: None, progress="synthetic LLP" if progress else None, unit="clip")
     for split, file in llp.SPLIT_FILES.items():
         rows = [f"{name}\t{','.join(llp.CLASSES[e.label] for e in events)}" for name, events, _ in plan[split]]
         write_text(root / file, "\n".join(["\t".join(llp.SPLIT_HEADER), *rows]) + "\n")

@@ -53,7 +53,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -330,19 +329,13 @@ def make_synthetic_classify(
     written atomically.
     """
     _check_output(size, workers)
-    from tqdm import tqdm
-
     root = Path(root)
     clips = synthetic_plan(layout, num_videos=num_videos, num_classes=num_classes, duration_s=duration_s, seed=seed)
     texts = _annotation_files(layout, clips, num_classes, seed)
     _refuse_foreign_files(root, {c.path for c in clips} | set(texts))
     jobs = [(str(root / clip.path), clip, size) for clip in clips]
-    bar = tqdm(total=len(jobs), desc=f"synthetic classify ({layout})", unit="clip", disable=not progress,
-               file=sys.stderr)
-    try:
-        run_jobs(_make_one, jobs, workers, lambda _: bar.update(1))
-    finally:
-        bar.close()
+    run_jobs(_make_one, jobs, workers, lambda _: None, progress=f"synthetic classify ({layout})" if progress else None,
+             unit="clip")
     for name, text in texts.items():
         write_text(root / name, text)
     return root
