@@ -87,6 +87,8 @@ from lavish.engine.predict import VIDEO_EXTENSIONS
 from lavish.errors import ConfigError, DataError
 
 LAYOUTS = ("auto", "folder", "csv", "vggsound", "audioset")
+VAL_FRACTION = TEST_FRACTION = 0.1
+"""share of each class's train pool carved for a missing val / test split, by default"""
 SPLITS = ("train", "val", "test")
 CSV_HEADERS = (("path", "label"), ("path", "label", "split"))
 LABELS_CSV = "labels.csv"
@@ -154,8 +156,8 @@ class ClassifyLayout:
 
 def read_layout(root: Path | str, *, layout: str = "auto", csv: Path | str | None = None,
                 classes_file: Path | str | None = None, multi_label: bool | None = None,
-                video_dir: Path | str | None = None, val_fraction: float = 0.1, test_fraction: float = 0.1,
-                seed: int = 0) -> ClassifyLayout:
+                video_dir: Path | str | None = None, val_fraction: float = VAL_FRACTION,
+                test_fraction: float = TEST_FRACTION, seed: int = 0) -> ClassifyLayout:
     """Read a dataset in one of :data:`LAYOUTS` (rules: module docstring)."""
     if layout not in LAYOUTS:
         raise ConfigError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")

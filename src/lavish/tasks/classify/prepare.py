@@ -24,7 +24,7 @@ from lavish.data import cache
 from lavish.data.prepare import PrepareReport, open_cache, prepare_videos, write_failed
 from lavish.engine.predict import positive_int
 from lavish.errors import DataError
-from lavish.tasks.classify.layout import read_layout
+from lavish.tasks.classify.layout import TEST_FRACTION, VAL_FRACTION, read_layout
 
 NUM_SEGMENTS = 10
 """segments per clip by default (VGGSound and AudioSet clips last 10 s: one per second)"""
@@ -61,8 +61,9 @@ class ClassifyReport(PrepareReport):
 def prepare_classify(root: Path | str, out: Path | str, *, frame_size: tuple[int, int], frontend, workers: int = 1,
                      progress: bool = True, layout: str = "auto", csv: Path | str | None = None,
                      classes_file: Path | str | None = None, multi_label: bool | None = None,
-                     video_dir: Path | str | None = None, segments: int = NUM_SEGMENTS, val_fraction: float = 0.1,
-                     test_fraction: float = 0.1, split_seed: int = 0) -> ClassifyReport:
+                     video_dir: Path | str | None = None, segments: int = NUM_SEGMENTS,
+                     val_fraction: float = VAL_FRACTION, test_fraction: float = TEST_FRACTION,
+                     split_seed: int = 0) -> ClassifyReport:
     """Prepare a labelled set (``layout``: auto, folder, csv, vggsound, audioset) into the cache folder ``out``.
 
     frame_size: (H, W) of the stored frames; frontend: :class:`lavish.media.audio.AudioFrontend`; segments: T

@@ -35,11 +35,11 @@ from lavish.engine.task import DemoOptions, Option, Task, TrainResult
 from lavish.errors import DataError
 from lavish.media.frames import normalize_frames
 from lavish.tasks.classify.dataset import ClassifyDataModule
-from lavish.tasks.classify.layout import LAYOUTS
+from lavish.tasks.classify.layout import LAYOUTS, TEST_FRACTION, VAL_FRACTION
 from lavish.tasks.classify.metrics import ClassifyEvaluation, format_lines, update_validation, validation_metrics
 from lavish.tasks.classify.model import (HEADS, WEIGHTINGS, ClassifyModel, ClassifyModelConfig, balanced_weights,
                                          classify_loss)
-from lavish.tasks.classify.predict import ClassifyPrediction
+from lavish.tasks.classify.predict import TOP_K, ClassifyPrediction
 from lavish.tasks.classify.prepare import NUM_SEGMENTS, prepare_classify
 from lavish.tasks.classify.synthetic import make_synthetic_classify
 
@@ -121,14 +121,15 @@ class ClassifyTask(Task):
                commands=("prepare",)),
         Option(("--val-fraction",), {"type": float, "metavar": "F",
                                      "help": "share of each class's training clips kept for validation where the "
-                                             "layout has no val split (default 0.1)"}, commands=("prepare",)),
+                                             f"layout has no val split (default {VAL_FRACTION})"},
+               commands=("prepare",)),
         Option(("--test-fraction",), {"type": float, "metavar": "F",
-                                      "help": "share kept for testing where the layout has no test split (default "
-                                              "0.1)"}, commands=("prepare",)),
+                                      "help": "share kept for testing where the layout has no test split "
+                                              f"(default {TEST_FRACTION})"}, commands=("prepare",)),
         Option(("--split-seed",), {"type": int, "metavar": "N",
                                    "help": "seed of those validation / test splits (default 0)"},
                commands=("prepare",)),
-        Option(("--top-k",), {"type": int, "metavar": "K", "help": "labels listed per video (default 5)"},
+        Option(("--top-k",), {"type": int, "metavar": "K", "help": f"labels listed per video (default {TOP_K})"},
                commands=("predict",)),
         Option(("--window-seconds",), {"type": int, "metavar": "S",
                                        "help": "label a long recording in parts: each run of S seconds on its own "
